@@ -1,0 +1,5 @@
+"""``python -m oneoff``."""
+
+from oneoff.cli import main
+
+main()

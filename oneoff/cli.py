@@ -1,0 +1,392 @@
+"""The command line: parse, pick hosts, hand over to the fleet, render, exit. Thin.
+
+Only this module imports click, and only what a command needs is imported
+(paramiko only when a host is reached over SSH), so ``--help`` starts fast.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, NoReturn
+
+import click
+
+from oneoff import __version__
+from oneoff.errors import ExitStatus, OneoffError, UsageError
+
+if TYPE_CHECKING:
+    from oneoff.inventory import Inventory
+    from oneoff.output import Terminal
+    from oneoff.plan import Invocation
+
+BUILTINS = ("releases", "tasks", "hosts")
+RAW = "raw_command"
+
+
+def _duration(_ctx: click.Context, param: click.Parameter, value: str | None) -> float | None:
+    if value is None:
+        return None
+    from oneoff.durations import parse_duration
+
+    try:
+        return parse_duration(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param=param) from None
+
+
+def _extra_env(_ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) -> dict[str, str]:
+    env: dict[str, str] = {}
+    for item in values:
+        key, sep, value = item.partition("=")
+        if not sep or not key or not (key[0].isalpha() or key[0] == "_") or not key.replace("_", "").isalnum():
+            # never echo the value: it may be a secret
+            raise click.BadParameter(f"expected KEY=VALUE with a valid variable name, got {key!r}=…", param=param)
+        env[key] = value
+    return env
+
+
+class _Main(click.Command):
+    """Remembers whether the command words came after ``--`` (a raw command, not a task)."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        original = list(args)
+        rest = super().parse_args(ctx, args)
+        words = ctx.params.get("words") or ()
+        cut = len(original) - len(words)
+        ctx.meta[RAW] = bool(words) and cut > 0 and original[cut - 1] == "--"
+        return rest
+
+
+@click.command(
+    cls=_Main,
+    context_settings={"allow_interspersed_args": False, "help_option_names": ["-h", "--help"]},
+    epilog="""\b
+Examples:
+  oneoff --host prod migrate
+  oneoff --host web1 shell
+  oneoff --host prod run scripts/fix_bad_records.py --dry-run
+  oneoff --host prod --all -- python -c 'import socket; print(socket.gethostname())'
+  oneoff releases -H prod      oneoff tasks -H web1      oneoff hosts
+""",
+)
+@click.option("-H", "--host", "targets", multiple=True, metavar="TARGET",
+              help="Host, group, comma list, glob (web*) or role:NAME. Repeatable.")
+@click.option("-i", "--inventory", metavar="PATH", help="Inventory file (else $ONEOFF_INVENTORY, ./oneoff.yaml, ...).")
+@click.option("--all", "every", is_flag=True, help="Run on every host of the target.")
+@click.option("--one", is_flag=True, help="Run on the target's primary host only.")
+@click.option("-t", "--tty", "tty", flag_value=True, default=None, help="Allocate a terminal for the command.")
+@click.option("-T", "--no-tty", "tty", flag_value=False, help="Never allocate a terminal.")
+@click.option("--release", "release_id", metavar="ID", help="Pin this release instead of `current`.")
+@click.option("-e", "--env", "extra_env", multiple=True, metavar="KEY=VALUE", callback=_extra_env,
+              help="Extra environment variable (never logged). Repeatable.")
+@click.option("--timeout", metavar="DURATION", callback=_duration, help="Stop the command after this long (exit 124).")
+@click.option("--kill-after", metavar="DURATION", callback=_duration,
+              help="Grace period between SIGTERM and SIGKILL (default 10s).")
+@click.option("--lock", metavar="NAME", help="Hold this lock on the host while the command runs.")
+@click.option("--lock-wait", metavar="DURATION", callback=_duration, help="Wait this long for a busy lock.")
+@click.option("--parallel", type=click.IntRange(min=1), default=32, show_default=True, help="Hosts at once.")
+@click.option("--fail-fast", is_flag=True, help="Start no new host after a failure.")
+@click.option("--json", "as_json", is_flag=True, help="JSON Lines events on stdout.")
+@click.option("--dry-run", is_flag=True, help="Print the resolved plan per host; run nothing.")
+@click.option("--allow-drift", is_flag=True, help="Run a `once` task even if hosts are on different releases.")
+@click.option("--accept-new-host-keys", is_flag=True, help="Record unknown host keys (changed keys are still refused).")
+@click.option("--no-audit", is_flag=True, help="Run even though the host's audit trail cannot be written.")
+@click.option("-q", "--quiet", is_flag=True, help="Only the command's output and errors.")
+@click.option("-v", "--verbose", count=True, help="Say more about what oneoff does.")
+@click.option("--debug", is_flag=True, help="Show tracebacks.")
+@click.version_option(__version__, "-V", "--version")
+@click.argument("words", nargs=-1, type=click.UNPROCESSED)
+@click.pass_context
+def cli(ctx: click.Context, **opts: Any) -> None:
+    """Run a twelve-factor app's admin processes on its hosts, in the live release.
+
+    \b
+    oneoff [OPTIONS] TASK [ARGS...]          a task; ARGS are appended
+    oneoff [OPTIONS] -- COMMAND [ARGS...]    any command, with the release's venv and env
+    oneoff [OPTIONS] run SCRIPT [ARGS...]    a script shipped in the release
+    oneoff [OPTIONS] shell                   an interactive REPL in the release
+    oneoff releases|tasks|hosts -H TARGET    what is deployed, what can run, where
+    """
+    words: tuple[str, ...] = opts.pop("words")
+    raw = bool(ctx.meta.get(RAW))
+    if not raw and words and words[0] in BUILTINS:
+        sub = cli.make_context(f"oneoff {words[0]}", list(words[1:]), parent=ctx)
+        for name, value in sub.params.items():
+            if sub.get_parameter_source(name) != click.core.ParameterSource.DEFAULT and name != "words":
+                opts[name] = value
+        if sub.params.get("words"):
+            raise UsageError(f"unexpected argument {sub.params['words'][0]!r} after {words[0]!r}")
+        ctx.exit(_builtin(words[0], opts))
+    if not words:
+        raise UsageError("nothing to run", hint="oneoff -H HOST TASK, or oneoff -H HOST -- COMMAND (see --help)")
+    ctx.exit(_run(words, raw, opts))
+
+
+def _terminal() -> Terminal:
+    from oneoff.output import Terminal
+
+    return Terminal()
+
+
+def _inventory(opts: dict[str, Any]) -> Inventory:
+    from oneoff.inventory import find_inventory, load_inventory
+
+    path = find_inventory(opts.get("inventory"), os.environ, Path.cwd(), Path.home())
+    return load_inventory(path)
+
+
+def _overrides(opts: dict[str, Any]) -> Any:
+    from oneoff.inventory import Overrides
+
+    return Overrides(
+        host_key_policy="accept-new" if opts.get("accept_new_host_keys") else None,
+        kill_after=opts.get("kill_after"),
+    )
+
+
+def _invocation(words: tuple[str, ...], raw: bool, opts: dict[str, Any]) -> Invocation:
+    from oneoff.plan import Invocation
+    from oneoff.result import Masked
+
+    if raw:
+        kind, rest = "command", words
+    elif words[0] == "run":
+        if len(words) < 2:
+            raise UsageError("run needs a script path", hint="oneoff -H HOST run scripts/fix.py [ARGS]")
+        kind, rest = "script", words[1:]
+    else:
+        kind, rest = "task", words
+    tty = opts.get("tty")
+    term = os.environ.get("TERM")
+    winsize = None
+    if tty is not False:
+        try:
+            size = os.get_terminal_size(sys.stdout.fileno())
+            winsize = (size.lines, size.columns)
+        except OSError:
+            pass
+    return Invocation(
+        kind=kind,  # type: ignore[arg-type]
+        words=tuple(rest),
+        extra_env=Masked(opts.get("extra_env") or {}),
+        release_id=opts.get("release_id"),
+        timeout=opts.get("timeout"),
+        lock=_lock_name(opts.get("lock")),
+        lock_wait=opts.get("lock_wait") or 0.0,
+        tty=tty,
+        audit=not opts.get("no_audit"),
+        mode="plan" if opts.get("dry_run") else "run",
+        term=term,
+        winsize=winsize,
+    )
+
+
+def _lock_name(name: str | None) -> str | None:
+    import re
+
+    if name is not None and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", name):
+        raise UsageError(
+            f"--lock {name!r} is not a lock name", hint="letters, digits, '_', '.', '-' (no slashes)"
+        )
+    return name
+
+
+def _run(words: tuple[str, ...], raw: bool, opts: dict[str, Any]) -> int:
+    from oneoff import fleet
+    from oneoff.output import JsonReporter, PrefixReporter, RawReporter, summary_table
+
+    terminal = _terminal()
+    inventory = _inventory(opts)
+    invocation = _invocation(words, raw, opts)
+    if not opts["targets"]:
+        raise UsageError("no target", hint="pass -H HOST|GROUP (see `oneoff hosts`)")
+    if opts["every"] and opts["one"]:
+        raise UsageError("--all and --one exclude each other")
+    targets = inventory.select(opts["targets"])
+    overrides = _overrides(opts)
+
+    def settings(host: str) -> Any:
+        return inventory.settings(host, overrides)
+
+    policy = fleet.Policy(
+        parallel=opts["parallel"],
+        fail_fast=opts["fail_fast"],
+        accept_new_host_keys=bool(opts.get("accept_new_host_keys")),
+    )
+    hosts = _which_hosts(inventory, targets, invocation, opts, policy, settings, terminal)
+    if invocation.tty and len(hosts) > 1:
+        raise UsageError("a terminal (-t) cannot be shared by several hosts", hint="pick one host, or drop -t")
+    if invocation.tty is None:
+        # design §3: a terminal when ours are terminals and one host runs, unless the task says no
+        from dataclasses import replace
+
+        task = inventory.tasks.get(invocation.words[0]) if invocation.kind == "task" else None
+        interactive = sys.stdin.isatty() and sys.stdout.isatty() and len(hosts) == 1
+        tty = interactive and invocation.mode == "run" and not (task and task.tty is False)
+        invocation = replace(invocation, tty=tty)
+    if opts["as_json"]:
+        reporter: Any = JsonReporter(terminal)
+    elif len(hosts) == 1:
+        reporter = RawReporter(terminal, quiet=opts["quiet"])
+    else:
+        reporter = PrefixReporter(terminal, hosts, quiet=opts["quiet"])
+    interrupts = fleet.Interrupts()
+    stdin = sys.stdin.buffer if len(hosts) == 1 and invocation.mode == "run" else None
+    with _signals(interrupts), _raw_terminal(invocation.tty and sys.stdin.isatty()):
+        results = fleet.run_hosts(
+            hosts,
+            settings,
+            invocation,
+            inventory.tasks,
+            reporter,
+            policy,
+            interrupts,
+            stdin_for=(lambda _h: stdin) if stdin is not None else None,
+        )
+    if invocation.mode == "plan":
+        _show_plans(results, terminal, opts["as_json"])
+    if opts["as_json"]:
+        from oneoff.output import result_record
+
+        reporter.emit({"event": "summary", "exit_code": fleet.exit_code(results),
+                       "hosts": [result_record(r) for r in results]})
+    elif len(hosts) > 1 and invocation.mode == "run":
+        terminal.write("stderr", (summary_table(results) + "\n").encode())
+    elif len(results) == 1 and results[0].error is not None:
+        terminal.message(str(results[0].error))
+    return fleet.exit_code(results)
+
+
+def _which_hosts(
+    inventory: Inventory,
+    targets: list[str],
+    invocation: Invocation,
+    opts: dict[str, Any],
+    policy: Any,
+    settings: Any,
+    terminal: Terminal,
+) -> list[str]:
+    """Design §3: `once` tasks on the primary (after a drift check), `each` everywhere."""
+    if len(targets) == 1:
+        return targets
+    if opts["every"]:
+        return targets
+    if opts["one"]:
+        return [inventory.primary(targets)]
+    if invocation.kind != "task":
+        raise UsageError(
+            f"the target has {len(targets)} hosts: pass --all (every host) or --one (its primary)",
+            hint="oneoff never guesses where a raw command runs",
+        )
+    name = invocation.words[0]
+    task = inventory.tasks.get(name)
+    if task is not None and task.run == "each":
+        return targets
+    from oneoff import fleet
+
+    releases = fleet.probe_hosts(targets, settings, invocation, policy)
+    if fleet.drift(releases) and not opts["allow_drift"]:
+        rows = "\n".join(f"  {h}: {getattr(r, 'release_id', None) or r}" for h, r in releases.items())
+        raise UsageError(f"hosts are on different releases:\n{rows}", hint="deploy first, or pass --allow-drift")
+    return [inventory.primary(targets)]
+
+
+def _show_plans(results: Sequence[Any], terminal: Terminal, as_json: bool) -> None:
+    if as_json:
+        return
+    for r in results:
+        if r.plan is None:
+            continue
+        plan = r.plan
+        lines = [
+            f"{r.host}:",
+            f"  release:     {r.release_id} ({plan.get('cwd')})" + (f" revision {r.revision}" if r.revision else ""),
+            f"  interpreter: {plan.get('path_head')}/python",
+            f"  cwd:         {plan.get('cwd')}",
+        ]
+        for f in plan.get("env_files", []):
+            lines.append(f"  env file:    {f['path']} ({f['keys']} keys)")
+        extra = plan.get("extra_env_keys") or []
+        if extra:
+            lines.append(f"  extra env:   {', '.join(k + '=***' for k in extra)}")
+        lines.append(f"  command:     {r.display}")
+        terminal.write("stdout", ("\n".join(lines) + "\n").encode())
+
+
+class _signals:
+    """Ctrl-C and SIGTERM go to the remote commands, not to a Python traceback."""
+
+    def __init__(self, interrupts: Any) -> None:
+        self.interrupts = interrupts
+        self.saved: dict[int, Any] = {}
+
+    def __enter__(self) -> None:
+        def handler(signum: int, _frame: object) -> None:
+            self.interrupts.interrupt()
+
+        for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            self.saved[signum] = signal.signal(signum, handler)
+
+    def __exit__(self, *exc: object) -> None:
+        for signum, previous in self.saved.items():
+            signal.signal(signum, previous)
+
+
+class _raw_terminal:
+    """Local terminal in raw mode for a PTY run, restored on every way out."""
+
+    def __init__(self, enabled: bool | None) -> None:
+        self.enabled = bool(enabled)
+        self.saved: Any = None
+
+    def __enter__(self) -> None:
+        if self.enabled:
+            import termios
+            import tty
+
+            self.saved = termios.tcgetattr(0)
+            tty.setraw(0)
+
+    def __exit__(self, *exc: object) -> None:
+        if self.saved is not None:
+            import termios
+
+            termios.tcsetattr(0, termios.TCSADRAIN, self.saved)
+
+
+def _builtin(name: str, opts: dict[str, Any]) -> int:
+    from oneoff import listings
+
+    inventory = _inventory(opts)
+    terminal = _terminal()
+    overrides = _overrides(opts)
+    return int(listings.run(name, inventory, opts, overrides, terminal))
+
+
+def main(argv: Sequence[str] | None = None) -> NoReturn:
+    """Entry point: every user error is one line on stderr and its exit status."""
+    debug = "--debug" in (argv if argv is not None else sys.argv[1:])
+    try:
+        status = cli.main(args=list(argv) if argv is not None else None, prog_name="oneoff",
+                          standalone_mode=False)
+    except OneoffError as exc:
+        if debug:
+            import traceback
+
+            traceback.print_exc()
+        click.echo(f"oneoff: {exc}", err=True)
+        sys.exit(exc.exit_status)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(ExitStatus.USAGE)
+    except click.exceptions.Abort:
+        sys.exit(ExitStatus.INTERRUPTED)
+    except KeyboardInterrupt:
+        sys.exit(ExitStatus.INTERRUPTED)
+    sys.exit(status if isinstance(status, int) else 0)

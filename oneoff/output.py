@@ -1,0 +1,212 @@
+"""Everything oneoff writes to the terminal goes through a Reporter.
+
+Three reporters: raw passthrough for one host (byte for byte, unprefixed),
+``[host]``-prefixed whole lines for several, and JSON Lines events for scripts.
+The session calls them from its own thread per host, so they lock around writes.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import sys
+import threading
+import time
+from collections.abc import Sequence
+from typing import IO, TYPE_CHECKING, Any, Literal, Protocol
+
+from oneoff.durations import format_duration
+
+if TYPE_CHECKING:
+    from oneoff.release import ResolvedRelease
+    from oneoff.result import HostResult, RunSpec
+
+Stream = Literal["stdout", "stderr"]
+
+
+class Reporter(Protocol):
+    def started(self, host: str, release: ResolvedRelease, spec: RunSpec) -> None: ...
+    def output(self, host: str, stream: Stream, data: bytes) -> None: ...
+    def notice(self, host: str, message: str) -> None: ...
+    def finished(self, result: HostResult) -> None: ...
+
+
+def write_all(fd: int, data: bytes) -> None:
+    """Write every byte (os.write may write less than asked on pipes)."""
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
+class Terminal:
+    """The process's streams, injectable for tests (httpie's Environment)."""
+
+    def __init__(self, stdout: IO[bytes] | None = None, stderr: IO[bytes] | None = None) -> None:
+        self.stdout = stdout if stdout is not None else sys.stdout.buffer
+        self.stderr = stderr if stderr is not None else sys.stderr.buffer
+
+    def write(self, stream: Stream, data: bytes) -> None:
+        target = self.stdout if stream == "stdout" else self.stderr
+        try:
+            fd = target.fileno()
+        except (OSError, ValueError, AttributeError):
+            target.write(data)
+            target.flush()
+            return
+        target.flush()
+        write_all(fd, data)
+
+    def message(self, text: str) -> None:
+        self.write("stderr", f"oneoff: {text}\n".encode())
+
+    def is_tty(self, stream: Stream) -> bool:
+        target = self.stdout if stream == "stdout" else self.stderr
+        try:
+            return os.isatty(target.fileno())
+        except (OSError, ValueError, AttributeError):
+            return False
+
+
+class RawReporter:
+    """One host: the command's bytes pass through unchanged."""
+
+    def __init__(self, terminal: Terminal, *, quiet: bool = False) -> None:
+        self.terminal = terminal
+        self.quiet = quiet
+
+    def started(self, host: str, release: ResolvedRelease, spec: RunSpec) -> None:
+        pass
+
+    def output(self, host: str, stream: Stream, data: bytes) -> None:
+        self.terminal.write(stream, data)
+
+    def notice(self, host: str, message: str) -> None:
+        if not self.quiet:
+            self.terminal.message(f"{host}: {message}")
+
+    def finished(self, result: HostResult) -> None:
+        pass
+
+
+class PrefixReporter:
+    """Several hosts: whole lines, each prefixed ``[host]``, never two hosts in one line."""
+
+    def __init__(self, terminal: Terminal, hosts: Sequence[str], *, quiet: bool = False) -> None:
+        self.terminal = terminal
+        self.quiet = quiet
+        width = max((len(h) for h in hosts), default=0)
+        colour = terminal.is_tty("stdout") and "NO_COLOR" not in os.environ
+        self.prefix = {h: _prefix(h, width, i if colour else None) for i, h in enumerate(hosts)}
+        self.partial: dict[tuple[str, Stream], bytes] = {}
+        self.lock = threading.Lock()
+        self.results: list[HostResult] = []
+
+    def started(self, host: str, release: ResolvedRelease, spec: RunSpec) -> None:
+        pass
+
+    def output(self, host: str, stream: Stream, data: bytes) -> None:
+        key = (host, stream)
+        text = self.partial.pop(key, b"") + data
+        lines, _, rest = text.rpartition(b"\n")
+        if rest:
+            self.partial[key] = rest
+        if lines or text.endswith(b"\n"):
+            prefix = self.prefix.get(host, f"[{host}] ".encode())
+            block = b"".join(prefix + line + b"\n" for line in (lines + b"\n").split(b"\n")[:-1])
+            with self.lock:
+                self.terminal.write(stream, block)
+
+    def flush_partial(self, host: str) -> None:
+        for stream in ("stdout", "stderr"):
+            rest = self.partial.pop((host, stream), b"")  # type: ignore[arg-type]
+            if rest:
+                prefix = self.prefix.get(host, b"")
+                with self.lock:
+                    self.terminal.write(stream, prefix + rest + b"\n")  # type: ignore[arg-type]
+
+    def notice(self, host: str, message: str) -> None:
+        if not self.quiet:
+            with self.lock:
+                self.terminal.message(f"{host}: {message}")
+
+    def finished(self, result: HostResult) -> None:
+        self.flush_partial(result.host)
+        with self.lock:
+            self.results.append(result)
+            if result.error is not None:
+                self.terminal.message(str(result.error))
+
+
+def _prefix(host: str, width: int, colour: int | None) -> bytes:
+    label = f"[{host}]".ljust(width + 2)
+    if colour is not None:
+        label = f"\x1b[{31 + colour % 6}m{label}\x1b[0m"
+    return (label + " ").encode()
+
+
+class JsonReporter:
+    """JSON Lines on stdout only: start, output, exit, then a summary from the CLI."""
+
+    def __init__(self, terminal: Terminal) -> None:
+        self.terminal = terminal
+        self.lock = threading.Lock()
+
+    def emit(self, record: dict[str, Any]) -> None:
+        record.setdefault("time", round(time.time(), 3))
+        line = json.dumps(record, sort_keys=True) + "\n"
+        with self.lock:
+            self.terminal.write("stdout", line.encode())
+
+    def started(self, host: str, release: ResolvedRelease, spec: RunSpec) -> None:
+        self.emit(
+            {
+                "event": "start",
+                "host": host,
+                "run_id": spec.run_id,
+                "release": release.release_id,
+                "revision": release.revision,
+                "command": spec.display,
+            }
+        )
+
+    def output(self, host: str, stream: Stream, data: bytes) -> None:
+        record: dict[str, Any] = {"event": "output", "host": host, "stream": stream}
+        try:
+            record["text"] = data.decode("utf-8")
+        except UnicodeDecodeError:
+            record["base64"] = base64.b64encode(data).decode()
+        self.emit(record)
+
+    def notice(self, host: str, message: str) -> None:
+        self.emit({"event": "notice", "host": host, "message": message})
+
+    def finished(self, result: HostResult) -> None:
+        self.emit(result_record(result))
+
+
+def result_record(result: HostResult) -> dict[str, Any]:
+    record: dict[str, Any] = {
+        "event": "exit",
+        "host": result.host,
+        "run_id": result.run_id,
+        "release": result.release_id,
+        "status": result.status,
+        "signal": result.signal,
+        "timed_out": result.timed_out,
+        "exit_code": result.exit_code,
+        "duration": round(result.duration, 3),
+        "error": str(result.error) if result.error else None,
+    }
+    if result.plan is not None:
+        record["plan"] = dict(result.plan)
+    return record
+
+
+def summary_table(results: Sequence[HostResult]) -> str:
+    """Host, release, outcome, duration: one aligned row per host."""
+    rows = [("HOST", "RELEASE", "RESULT", "DURATION")]
+    for r in results:
+        rows.append((r.host, r.release_id or "-", r.describe(), format_duration(r.duration)))
+    widths = [max(len(row[i]) for row in rows) for i in range(4)]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in rows)

@@ -1,0 +1,139 @@
+"""From what the user asked and a pinned release to one immutable RunSpec per host.
+
+Pure functions: no I/O, no Fabric. The argv of a run is decided here and rendered
+for display with the same quoting function the remote shell text uses.
+"""
+
+from __future__ import annotations
+
+import posixpath
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Literal
+
+from oneoff.errors import UsageError
+from oneoff.release import ProbeRequest, ResolvedRelease
+from oneoff.result import Masked, Mode, RunSpec
+from oneoff.shell import render
+from oneoff.tasks import Task, release_tasks
+
+if TYPE_CHECKING:
+    from oneoff.inventory import HostSettings
+
+Kind = Literal["task", "command", "script"]
+
+
+@dataclass(frozen=True)
+class Invocation:
+    """What the user typed, independent of any host. ``None`` means "not given"."""
+
+    kind: Kind
+    words: tuple[str, ...]  # task: (NAME, *ARGS); command: argv; script: (PATH, *ARGS)
+    extra_env: Masked = field(default_factory=Masked)
+    release_id: str | None = None
+    timeout: float | None = None
+    lock: str | None = None
+    lock_wait: float = 0.0
+    tty: bool | None = None
+    audit: bool = True
+    mode: Mode = "run"
+    term: str | None = None
+    winsize: tuple[int, int] | None = None
+
+    @property
+    def task_name(self) -> str | None:
+        return self.words[0] if self.kind == "task" else None
+
+
+def probe_request(settings: HostSettings, invocation: Invocation | None = None) -> ProbeRequest:
+    return ProbeRequest(
+        app_root=settings.app_root,
+        current=settings.current,
+        release_id=invocation.release_id if invocation else None,
+        venv=settings.venv,
+        env_files=settings.env_files,
+    )
+
+
+def find_task(name: str, inventory_tasks: Mapping[str, Task], release: ResolvedRelease | None) -> Task:
+    """Release-shipped tasks win over the inventory's, which win over presets."""
+    tasks = all_tasks(inventory_tasks, release)
+    if name in tasks:
+        return tasks[name]
+    known = ", ".join(sorted(tasks)) or "none"
+    raise UsageError(
+        f"unknown task {name!r}",
+        host=release.host if release else None,
+        hint=f"known tasks: {known}; run a raw command with: oneoff -H HOST -- COMMAND",
+    )
+
+
+def all_tasks(inventory_tasks: Mapping[str, Task], release: ResolvedRelease | None) -> dict[str, Task]:
+    """Every task visible on a release, by precedence (release > inventory > preset)."""
+    if release is None:
+        return dict(inventory_tasks)
+    found = release_tasks(release)
+    return {**found.presets, **inventory_tasks, **found.shipped}
+
+
+def script_argv(path: str, args: tuple[str, ...]) -> tuple[str, ...]:
+    """A script shipped in the release; a path that leaves the release is refused."""
+    normal = posixpath.normpath(path)
+    if posixpath.isabs(path) or normal == ".." or normal.startswith("../"):
+        raise UsageError(
+            f"script {path!r} is outside the release",
+            hint="give a path relative to the release, e.g. scripts/fix.py",
+        )
+    if normal.endswith(".py"):
+        return ("python", normal, *args)
+    return ("./" + normal, *args)
+
+
+def build_spec(
+    invocation: Invocation,
+    settings: HostSettings,
+    release: ResolvedRelease,
+    inventory_tasks: Mapping[str, Task],
+    *,
+    run_id: str,
+    operator: Mapping[str, str],
+) -> RunSpec:
+    task: Task | None = None
+    if invocation.kind == "task":
+        task = find_task(invocation.words[0], inventory_tasks, release)
+        argv = (*task.command, *invocation.words[1:])
+    elif invocation.kind == "script":
+        argv = script_argv(invocation.words[0], invocation.words[1:])
+    else:
+        argv = invocation.words
+    if not argv:
+        raise UsageError("no command to run", hint="oneoff -H HOST TASK, or -- COMMAND")
+    timeout = invocation.timeout if invocation.timeout is not None else (task.timeout if task else None)
+    lock = invocation.lock or (task.lock if task else None)
+    pty = bool(invocation.tty if invocation.tty is not None else False)
+    return RunSpec(
+        host=settings.name,
+        run_id=run_id,
+        argv=tuple(argv),
+        display=render(argv),
+        release_path=release.path,
+        release_id=release.release_id,
+        revision=release.revision,
+        venv=release.venv,
+        env_files=release.env_files,
+        state_dir=settings.state_dir,
+        extra_env=invocation.extra_env,
+        task=task.name if task else None,
+        mode=invocation.mode,
+        timeout=timeout,
+        kill_after=settings.kill_after,
+        lock=lock,
+        lock_wait=invocation.lock_wait,
+        pty=pty,
+        term=invocation.term,
+        winsize=invocation.winsize,
+        audit=invocation.audit,
+        alive_interval=settings.alive_interval,
+        alive_count_max=settings.alive_count_max,
+        operator=operator,
+    )

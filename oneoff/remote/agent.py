@@ -1,0 +1,682 @@
+# The oneoff agent: runs on the host, under the release's own venv Python, and
+# supervises one admin command. Standard library only, Python >= 3.8: it is sent
+# inline (after envfile.py's source) and executed by BOOT, so it must not import
+# oneoff. Client and agent speak in frames over the SSH channel's stdin/stdout
+# (see FRAME below); stderr carries nothing but a crash traceback.
+import errno
+import fcntl
+import json
+import os
+import select
+import signal
+import struct
+import subprocess
+import sys
+import termios
+import time
+from typing import Any, Dict, List, Optional, Tuple
+
+try:  # imported as a module on the client and in tests
+    from oneoff.remote.envfile import EnvFileError, load_env_files
+except ImportError:  # pragma: no cover - shipped inline: envfile's source precedes this one
+    pass
+
+PROTOCOL_VERSION = 1
+
+# A frame is a 1-byte kind, a 4-byte big-endian length, then the payload.
+FRAME = struct.Struct(">cI")
+MAX_FRAME = 1 << 20
+# client -> agent
+SPEC = b"S"  # the run's JSON spec; first frame after the agent's source
+STDIN = b"I"  # bytes for the command's stdin
+STDIN_EOF = b"Z"  # the client's stdin ended
+SIGNAL = b"K"  # a signal name (INT, TERM, HUP, KILL) for the command's process group
+HEARTBEAT = b"H"  # the client is alive; sent every alive_interval / 2
+WINCH = b"W"  # JSON [rows, cols]: the local terminal was resized (PTY runs)
+# agent -> client
+STDOUT = b"o"
+STDERR = b"e"
+EVENT = b"J"  # JSON: started, lock_wait, lock_busy, error, plan, exit
+ALIVE = b"h"  # the agent is alive; sent when nothing else was for alive_interval / 2
+
+# BOOT is the whole of `python -c` on the host: it reads the agent's source as one
+# frame from stdin (unbuffered, so no byte meant for the command is swallowed) and runs it.
+BOOT = (
+    "import os,struct\n"
+    "def _oneoff_read(n):\n"
+    " b=b''\n"
+    " while len(b)<n:\n"
+    "  c=os.read(0,n-len(b))\n"
+    "  if not c:raise SystemExit(0)\n"
+    "  b+=c\n"
+    " return b\n"
+    "k,n=struct.unpack('>cI',_oneoff_read(5))\n"
+    "exec(compile(_oneoff_read(n),'oneoff-agent','exec'))\n"
+)
+
+CHUNK = 1 << 16
+BUFFER_LIMIT = 1 << 20  # bytes held per direction before back-pressure applies
+DRAIN_AFTER_EXIT = 2.0  # seconds to collect output left by a finished command's children
+EXIT_LOCK_BUSY = 75
+EXIT_NOT_RUN = 255
+
+
+def encode_frame(kind: bytes, payload: bytes = b"") -> bytes:
+    return FRAME.pack(kind, len(payload)) + payload
+
+
+def encode_event(event: str, **fields: Any) -> bytes:
+    fields["event"] = event
+    return encode_frame(EVENT, json.dumps(fields, sort_keys=True).encode())
+
+
+class FrameReader:
+    """Incremental frame parser: feed bytes, take whole frames."""
+
+    def __init__(self) -> None:
+        self._buf = bytearray()
+
+    def feed(self, data: bytes) -> List[Tuple[bytes, bytes]]:
+        self._buf += data
+        frames = []
+        while len(self._buf) >= FRAME.size:
+            kind, size = FRAME.unpack_from(self._buf)
+            if size > MAX_FRAME:
+                raise ValueError("frame too large: %d bytes" % size)
+            end = FRAME.size + size
+            if len(self._buf) < end:
+                break
+            frames.append((kind, bytes(self._buf[FRAME.size : end])))
+            del self._buf[:end]
+        return frames
+
+
+def _now_iso() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+def _read_exactly(fd: int, n: int) -> bytes:
+    data = b""
+    while len(data) < n:
+        chunk = os.read(fd, n - len(data))
+        if not chunk:
+            raise EOFError
+        data += chunk
+    return data
+
+
+def read_spec(fd: int) -> Dict[str, Any]:
+    kind, size = FRAME.unpack(_read_exactly(fd, FRAME.size))
+    if kind != SPEC or size > MAX_FRAME:
+        raise ValueError("expected the run spec first")
+    spec = json.loads(_read_exactly(fd, size).decode())
+    if spec.get("protocol") != PROTOCOL_VERSION:
+        raise ValueError("client speaks protocol %r, agent %d" % (spec.get("protocol"), PROTOCOL_VERSION))
+    return spec  # type: ignore[no-any-return]
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        try:
+            view = view[os.write(fd, view) :]
+        except BlockingIOError:
+            select.select([], [fd], [], 1.0)
+
+
+def build_env(spec: Dict[str, Any], base: Dict[str, str]) -> Dict[str, str]:
+    """The command's environment: the login env, the env files, -e values, then the venv.
+
+    Raises EnvFileError (file and line, never a value) for an unreadable or bad file.
+    """
+    env = dict(base)
+    env.update(load_env_files(spec["env_files"], base))
+    env.update(spec.get("extra_env") or {})
+    venv = spec["venv"]
+    env["VIRTUAL_ENV"] = venv
+    env["PATH"] = os.path.join(venv, "bin") + os.pathsep + env.get("PATH", os.defpath)
+    env.pop("PYTHONHOME", None)
+    # Output should stream as the command writes it, not when its buffer fills.
+    env.setdefault("PYTHONUNBUFFERED", "1")
+    if spec.get("pty"):
+        env["TERM"] = spec.get("term") or "xterm-256color"
+    env["ONEOFF_RUN_ID"] = spec["run_id"]
+    env["ONEOFF_RELEASE"] = spec["release_id"]
+    return env
+
+
+class StateDir:
+    """``state_dir`` on the host: locks/ and the append-only audit.jsonl."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def ensure(self, sub: str = "") -> str:
+        target = os.path.join(self.path, sub) if sub else self.path
+        os.makedirs(target, mode=0o750, exist_ok=True)
+        if not os.access(target, os.W_OK | os.X_OK):
+            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), target)
+        return target
+
+    def audit(self, record: Dict[str, Any]) -> None:
+        """Append one JSON line with a single write, so concurrent runs never interleave."""
+        line = (json.dumps(record, sort_keys=True) + "\n").encode()
+        fd = os.open(os.path.join(self.ensure(), "audit.jsonl"), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
+        try:
+            os.write(fd, line)
+        finally:
+            os.close(fd)
+
+
+class Lock:
+    """An flock on state_dir/locks/NAME.lock, held for the command's whole life.
+
+    The kernel releases it when the agent dies, however it dies; the file's content
+    names the holder for whoever finds it busy.
+    """
+
+    def __init__(self, state: StateDir, name: str) -> None:
+        self.name = name
+        self.path = os.path.join(state.ensure("locks"), name + ".lock")
+        self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o640)
+
+    def try_acquire(self) -> bool:
+        try:
+            fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return True
+        except OSError as exc:
+            if exc.errno in (errno.EAGAIN, errno.EACCES):
+                return False
+            raise
+
+    def holder(self) -> Dict[str, Any]:
+        try:
+            with open(self.path) as handle:
+                return json.loads(handle.read() or "{}")  # type: ignore[no-any-return]
+        except (OSError, ValueError):
+            return {}
+
+    def close(self) -> None:
+        os.close(self.fd)
+
+    def record(self, holder: Dict[str, Any]) -> None:
+        os.ftruncate(self.fd, 0)
+        os.pwrite(self.fd, json.dumps(holder, sort_keys=True).encode(), 0)
+
+
+class Agent:
+    """One supervised run: env, lock, audit, then the command under a poll loop."""
+
+    def __init__(self, spec: Dict[str, Any], fd_in: int = 0, fd_out: int = 1) -> None:
+        self.spec = spec
+        self.fd_in = fd_in
+        self.fd_out = fd_out
+        self.state = StateDir(spec["state_dir"])
+        self.lock = None  # type: Optional[Lock]
+        self.out = bytearray()  # frames waiting for the client
+        self.early = bytearray()  # client frames that arrived before the command started
+        self.started = time.time()
+        interval = float(spec.get("alive_interval") or 10.0)
+        self.alive_every = max(0.2, interval / 2)
+        self.client_timeout = interval * int(spec.get("alive_count_max") or 3)
+
+    # -- output to the client -------------------------------------------------
+    def send(self, data: bytes) -> None:
+        self.out += data
+
+    def event(self, event: str, **fields: Any) -> None:
+        self.send(encode_event(event, **fields))
+
+    def flush(self, deadline: float) -> None:
+        """Block until queued frames are written or the deadline passes (client gone)."""
+        while self.out and time.time() < deadline:
+            try:
+                n = os.write(self.fd_out, self.out)
+                del self.out[:n]
+            except BlockingIOError:
+                select.select([], [self.fd_out], [], max(0.0, deadline - time.time()))
+            except OSError:
+                self.out.clear()
+                return
+
+    def fail(self, kind: str, message: str, status: int = EXIT_NOT_RUN, **fields: Any) -> int:
+        self.event("error", kind=kind, message=message, **fields)
+        self.flush(time.time() + 5)
+        return status
+
+    # -- the run ----------------------------------------------------------------
+    def run(self) -> int:
+        spec = self.spec
+        try:
+            env = build_env(spec, dict(os.environ))
+        except EnvFileError as exc:
+            return self.fail("env_file", str(exc), path=exc.path, line=exc.line)
+        if spec["mode"] == "plan":
+            return self.plan(env)
+        audit = bool(spec.get("audit", True))
+        try:
+            if audit:
+                self.state.ensure()
+            if spec.get("lock"):
+                status = self.take_lock(spec["lock"], float(spec.get("lock_wait") or 0))
+                if status is not None:
+                    return status
+        except OSError as exc:
+            return self.fail(
+                "state_dir",
+                "cannot write %s: %s" % (exc.filename or self.state.path, exc.strerror),
+                path=exc.filename or self.state.path,
+            )
+        record = self.audit_base()
+        if audit:
+            self.state.audit(dict(record, type="start", start=_now_iso(), pid=os.getpid()))
+        outcome = self.supervise(env)
+        outcome["duration"] = round(time.time() - self.started, 3)
+        if audit:
+            try:
+                self.state.audit(dict(record, type="end", end=_now_iso(), **outcome))
+            except OSError as exc:
+                outcome["audit_error"] = "%s: %s" % (exc.filename, exc.strerror)
+        self.event("exit", **outcome)
+        self.flush(time.time() + (0.5 if outcome.get("client_lost") else 10.0))
+        if outcome.get("status") is not None:
+            return int(outcome["status"])
+        return 128 + int(outcome.get("signal_number") or 1)
+
+    def plan(self, env: Dict[str, str]) -> int:
+        """Dry run: report what the command would get, as counts and names, never values."""
+        files = []
+        base = dict(os.environ)
+        for path in self.spec["env_files"]:
+            keys = sorted(load_env_files([path], base))
+            files.append({"path": path, "keys": len(keys)})
+        self.event(
+            "plan",
+            env_files=files,
+            extra_env_keys=sorted(self.spec.get("extra_env") or {}),
+            cwd=self.spec["release"],
+            path_head=env["PATH"].split(os.pathsep)[0],
+        )
+        self.flush(time.time() + 10)
+        return 0
+
+    def audit_base(self) -> Dict[str, Any]:
+        spec = self.spec
+        return {
+            "run_id": spec["run_id"],
+            "host": spec.get("host"),
+            "operator": spec.get("operator"),
+            "release_id": spec["release_id"],
+            "revision": spec.get("revision"),
+            "command": spec["display"],
+            "task": spec.get("task"),
+            "lock": spec.get("lock"),
+            "tty": bool(spec.get("pty")),
+        }
+
+    def take_lock(self, name: str, wait: float) -> Optional[int]:
+        lock = Lock(self.state, name)
+        deadline = time.time() + wait
+        announced = False
+        while not lock.try_acquire():
+            holder = lock.holder()
+            if time.time() >= deadline:
+                self.event("lock_busy", lock=name, holder=holder, path=lock.path, waited=wait)
+                self.flush(time.time() + 5)
+                return EXIT_LOCK_BUSY
+            if not announced:
+                self.event("lock_wait", lock=name, holder=holder, path=lock.path)
+                self.flush(time.time() + 5)
+                announced = True
+            if self.client_gone_while_waiting(0.25):
+                lock.close()
+                return EXIT_NOT_RUN
+        lock.record(dict(self.audit_base(), since=_now_iso(), pid=os.getpid()))
+        self.lock = lock
+        return None
+
+    def client_gone_while_waiting(self, seconds: float) -> bool:
+        """Wait a little; True when the client hung up (stdin closed) meanwhile."""
+        readable, _, _ = select.select([self.fd_in], [], [], seconds)
+        if not readable:
+            return False
+        try:
+            data = os.read(self.fd_in, CHUNK)
+        except OSError:
+            return True
+        if not data:
+            return True
+        self.early += data  # heartbeats and stdin, handed to the supervisor later
+        return False
+
+    def supervise(self, env: Dict[str, str]) -> Dict[str, Any]:
+        return Supervisor(self, env).loop()
+
+
+class Supervisor:
+    """The poll loop: relays bytes both ways, heartbeats, signals, timeout, hang-up."""
+
+    def __init__(self, agent: Agent, env: Dict[str, str]) -> None:
+        self.agent = agent
+        spec = agent.spec
+        self.pty = bool(spec.get("pty"))
+        self.timeout = spec.get("timeout")
+        self.kill_after = float(spec.get("kill_after") or 10.0)
+        self.reader = FrameReader()
+        self.stdin_buf = bytearray()
+        self.master = None  # type: Optional[int]
+        self.stdin_eof = False
+        self.client_lost = False
+        self.timed_out = False
+        self.stop_reason = None  # type: Optional[str]
+        self.kill_at = None  # type: Optional[float]
+        self.outcome = {}  # type: Dict[str, Any]
+        self.env = env
+
+    # -- starting the command ---------------------------------------------------
+    def spawn(self) -> Tuple[subprocess.Popen, int, Optional[int], Optional[int]]:  # type: ignore[type-arg]
+        spec = self.agent.spec
+        argv = spec["argv"]
+        if self.pty:
+            master, slave = os.openpty()
+            rows, cols = spec.get("winsize") or (24, 80)
+            fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
+            try:
+                child = subprocess.Popen(
+                    argv,
+                    cwd=spec["release"],
+                    env=self.env,
+                    stdin=slave,
+                    stdout=slave,
+                    stderr=slave,
+                    start_new_session=True,
+                    preexec_fn=_take_controlling_tty,
+                )
+            finally:
+                os.close(slave)
+            return child, master, None, master
+        child = subprocess.Popen(
+            argv,
+            cwd=spec["release"],
+            env=self.env,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            start_new_session=True,
+            preexec_fn=_die_with_agent,
+        )
+        assert child.stdin and child.stdout and child.stderr
+        return child, child.stdout.fileno(), child.stderr.fileno(), child.stdin.fileno()
+
+    def loop(self) -> Dict[str, Any]:
+        agent = self.agent
+        wake_r, wake_w = os.pipe()
+        for fd in (wake_r, wake_w, agent.fd_out):
+            os.set_blocking(fd, False)
+        signal.set_wakeup_fd(wake_w)
+        for signum in (signal.SIGCHLD, signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
+            signal.signal(signum, self.on_signal)
+        self.signals = []  # type: List[int]
+        try:
+            child, out_fd, err_fd, in_fd = self.spawn()
+        except OSError as exc:
+            status = 127 if exc.errno in (errno.ENOENT, errno.ENOTDIR) else 126
+            agent.event(
+                "error",
+                kind="spawn",
+                message="cannot run %s: %s" % (agent.spec["argv"][0], exc.strerror),
+                status=status,
+            )
+            return {"status": status, "signal": None, "error": "spawn"}
+        self.child = child
+        self.pgid = child.pid
+        if self.pty:
+            self.master = out_fd
+        self.on_client_bytes(bytes(agent.early))
+        start = time.time()
+        agent.event("started", pid=child.pid, run_id=agent.spec["run_id"])
+        deadline = start + float(self.timeout) if self.timeout else None
+        last_from_client = time.time()
+        last_to_client = 0.0
+        open_out = [fd for fd in (out_fd, err_fd) if fd is not None]
+        if in_fd is not None:
+            os.set_blocking(in_fd, False)
+        exited_at = None  # type: Optional[float]
+        status = None  # type: Optional[int]
+        poller = select.poll()
+        while True:
+            now = time.time()
+            # what to watch this round
+            registered = {}  # type: Dict[int, int]
+            want_in = len(self.stdin_buf) < BUFFER_LIMIT and not self.client_lost
+            if not self.client_lost:
+                # paused for back-pressure, still watch for hang-up (poll always reports it)
+                registered[agent.fd_in] = select.POLLIN if want_in else 0
+            if not want_in:
+                last_from_client = now
+            if len(agent.out) < BUFFER_LIMIT:
+                for fd in open_out:
+                    registered[fd] = select.POLLIN
+            if agent.out and not self.client_lost:
+                registered[agent.fd_out] = registered.get(agent.fd_out, 0) | select.POLLOUT
+            if in_fd is not None and (self.stdin_buf or (self.stdin_eof and not self.pty)):
+                registered[in_fd] = registered.get(in_fd, 0) | select.POLLOUT
+            registered[wake_r] = select.POLLIN
+            for fd, mask in registered.items():
+                poller.register(fd, mask)
+            timers = [now + agent.alive_every]
+            if deadline and not self.timed_out:
+                timers.append(deadline)
+            if self.kill_at:
+                timers.append(self.kill_at)
+            if exited_at is not None:
+                timers.append(exited_at + DRAIN_AFTER_EXIT)
+            if want_in:
+                timers.append(last_from_client + agent.client_timeout)
+            wait_ms = max(0, int((min(timers) - now) * 1000) + 1)
+            try:
+                ready = poller.poll(wait_ms)
+            except InterruptedError:
+                ready = []
+            for fd in registered:
+                poller.unregister(fd)
+            now = time.time()
+            for fd, mask in ready:
+                if fd == wake_r:
+                    _drain(wake_r)
+                elif fd == agent.fd_in:
+                    if mask & select.POLLIN:
+                        data = _read(fd)
+                    else:
+                        data = b"" if mask & (select.POLLHUP | select.POLLERR) else None
+                    if data:
+                        last_from_client = now
+                        self.on_client_bytes(data)
+                    elif data is not None:
+                        self.lose_client("stdin closed")
+                elif fd == agent.fd_out:
+                    try:
+                        n = os.write(fd, agent.out)
+                        del agent.out[:n]
+                        last_to_client = now
+                    except BlockingIOError:
+                        pass
+                    except OSError:
+                        self.lose_client("stdout closed")
+                elif fd == in_fd:
+                    self.write_stdin(in_fd)
+                    if in_fd is not None and self.stdin_eof and not self.stdin_buf and not self.pty:
+                        os.close(in_fd)
+                        in_fd = None
+                elif fd in open_out:
+                    data = _read(fd)
+                    if data:
+                        agent.send(encode_frame(STDERR if fd == err_fd else STDOUT, data))
+                    else:
+                        open_out.remove(fd)
+                        if fd != self.master:
+                            os.close(fd)
+            for signum in self.signals:
+                if signum == signal.SIGCHLD:
+                    continue
+                # the agent itself was told to stop (sshd hang-up, kill): stop the command
+                self.begin_stop("agent got signal %d" % signum, signum)
+            self.signals = []
+            if status is None:
+                status = child.poll()
+                if status is not None:
+                    exited_at = now
+                    _signal_group(self.pgid, signal.SIGTERM)  # leftover children of a finished one-off
+            if want_in and now - last_from_client > agent.client_timeout:
+                self.lose_client("no heartbeat for %.0fs" % agent.client_timeout)
+            if deadline and not self.timed_out and now >= deadline and status is None:
+                self.timed_out = True
+                self.begin_stop("timeout", signal.SIGTERM)
+            if self.kill_at and now >= self.kill_at:
+                _signal_group(self.pgid, signal.SIGKILL)
+                self.kill_at = None
+            if not agent.out and now - last_to_client >= agent.alive_every and not self.client_lost:
+                agent.send(encode_frame(ALIVE))
+            if status is not None and (not open_out or now - (exited_at or now) >= DRAIN_AFTER_EXIT):
+                break
+        _signal_group(self.pgid, signal.SIGKILL)
+        for fd in set(open_out + [in_fd, self.master]):
+            if fd is not None:
+                try:
+                    os.close(fd)
+                except OSError:
+                    pass
+        signal.set_wakeup_fd(-1)
+        os.set_blocking(agent.fd_out, True)
+        return self.describe(status)
+
+    def describe(self, status: int) -> Dict[str, Any]:
+        outcome = {
+            "status": status if status >= 0 else None,
+            "signal": signal.Signals(-status).name if status < 0 else None,
+            "signal_number": -status if status < 0 else None,
+            "timed_out": self.timed_out,
+            "client_lost": self.client_lost,
+        }  # type: Dict[str, Any]
+        if self.stop_reason:
+            outcome["stop_reason"] = self.stop_reason
+        return outcome
+
+    # -- events -----------------------------------------------------------------
+    def on_signal(self, signum: int, frame: Any) -> None:
+        self.signals.append(signum)
+
+    def on_client_bytes(self, data: bytes) -> None:
+        try:
+            frames = self.reader.feed(data)
+        except ValueError:
+            self.lose_client("garbled frame")
+            return
+        for kind, payload in frames:
+            if kind == STDIN:
+                if not self.stdin_eof:
+                    self.stdin_buf += payload
+            elif kind == STDIN_EOF:
+                self.stdin_eof = True
+                if self.pty:
+                    self.stdin_buf += b"\x04"
+            elif kind == SIGNAL:
+                name = payload.decode("ascii", "replace")
+                signum = getattr(signal, "SIG" + name, None)
+                if signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGKILL, signal.SIGQUIT):
+                    self.begin_stop("client sent SIG" + name, signum)
+            elif kind == WINCH and self.master is not None:
+                rows, cols = json.loads(payload.decode())
+                winsize = struct.pack("HHHH", int(rows), int(cols), 0, 0)
+                fcntl.ioctl(self.master, termios.TIOCSWINSZ, winsize)
+
+    def write_stdin(self, fd: Optional[int]) -> None:
+        if fd is None or not self.stdin_buf:
+            return
+        try:
+            n = os.write(fd, self.stdin_buf)
+            del self.stdin_buf[:n]
+        except BlockingIOError:
+            pass
+        except OSError:  # the command closed its stdin: drop what it will never read
+            self.stdin_buf.clear()
+            self.stdin_eof = True
+
+    def begin_stop(self, reason: str, signum: int) -> None:
+        """Signal the command's process group; SIGKILL follows after kill_after."""
+        if self.stop_reason is None:
+            self.stop_reason = reason
+        _signal_group(self.pgid, signum)
+        if signum == signal.SIGKILL:
+            self.kill_at = None
+        elif self.kill_at is None:
+            self.kill_at = time.time() + self.kill_after
+
+    def lose_client(self, why: str) -> None:
+        if self.client_lost:
+            return
+        self.client_lost = True
+        self.agent.out.clear()
+        if self.pty:
+            _signal_group(self.pgid, signal.SIGHUP)
+        self.begin_stop("client lost: " + why, signal.SIGTERM)
+
+
+def _die_with_agent() -> None:
+    """In the child: be killed if the agent dies (Linux), so even kill -9 leaves no orphan."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
+def _take_controlling_tty() -> None:
+    _die_with_agent()
+    fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+
+
+def _signal_group(pgid: int, signum: int) -> None:
+    try:
+        os.killpg(pgid, signum)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def _read(fd: int) -> Optional[bytes]:
+    """Read a chunk; b'' at EOF (EIO is how a PTY master says its slave closed)."""
+    try:
+        return os.read(fd, CHUNK)
+    except BlockingIOError:
+        return None
+    except OSError as exc:
+        if exc.errno == errno.EIO:
+            return b""
+        raise
+
+
+def _drain(fd: int) -> None:
+    try:
+        while os.read(fd, 4096):
+            pass
+    except BlockingIOError:
+        pass
+
+
+def main() -> int:
+    try:
+        spec = read_spec(0)
+    except EOFError:
+        return EXIT_NOT_RUN  # the client changed its mind (bad plan) or went away
+    agent = Agent(spec)
+    try:
+        return agent.run()
+    finally:
+        if agent.lock is not None:
+            agent.lock.close()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,321 @@
+"""The client half of one run on one host: probe, pin, hand over to the agent, stream.
+
+One exec on one connection does it all: the probe script resolves the release
+and then execs the agent; meanwhile we already send the agent's source, read the
+probe's answer, build the RunSpec from it, and send that. From then on the
+channel carries frames both ways (see ``oneoff.remote.agent``). Heartbeats flow
+both ways too, so a dead link is noticed on both ends without sshd's help.
+"""
+
+from __future__ import annotations
+
+import json
+import queue
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, Any
+
+from oneoff.errors import AgentError, CannotRun, ConnectionLost, LockBusy, OneoffError, ReleaseError
+from oneoff.release import ProbeRequest, ResolvedRelease, parse_probe, probe_script, split_probe_output
+from oneoff.remote import agent as proto
+from oneoff.result import HostResult, RunSpec
+
+if TYPE_CHECKING:
+    from oneoff.output import Reporter
+    from oneoff.transport.base import RemoteProcess, Transport
+
+READ_SIZE = 1 << 18
+STDIN_CHUNK = 1 << 18  # forwarded stdin per frame (well under the agent's MAX_FRAME)
+_AGENT_SOURCE: bytes | None = None
+
+
+def agent_source() -> bytes:
+    """The program the host runs: the env-file parser, then the agent (both stdlib only)."""
+    global _AGENT_SOURCE
+    if _AGENT_SOURCE is None:
+        here = Path(proto.__file__).parent
+        parts = [(here / name).read_text() for name in ("envfile.py", "agent.py")]
+        _AGENT_SOURCE = "\n".join(parts).encode()
+    return _AGENT_SOURCE
+
+
+def probe_only(transport: Transport, request: ProbeRequest, timeout: float) -> ResolvedRelease:
+    """Resolve the release without running anything (releases, tasks, drift checks)."""
+    transport.connect()
+    process = transport.start(probe_script(request, "probe"))
+    try:
+        buffer = b""
+        while (split := split_probe_output(buffer)) is None:
+            chunk = _recv(process, timeout, transport.host)
+            if not chunk:
+                raise _script_died(transport.host, process)
+            buffer += chunk
+        return parse_probe(transport.host, split[0])
+    finally:
+        process.close()
+
+
+def _recv(process: RemoteProcess, timeout: float, host: str) -> bytes:
+    try:
+        return process.recv(READ_SIZE, timeout)
+    except TimeoutError:
+        raise ConnectionLost(f"no answer from the host for {timeout:g}s", host=host) from None
+    except OSError as exc:
+        raise ConnectionLost(f"connection lost: {exc}", host=host) from exc
+
+
+def _script_died(host: str, process: RemoteProcess) -> AgentError:
+    tail = process.stderr_tail().decode("utf-8", "replace").strip()
+    status = process.exit_status()
+    detail = tail.splitlines()[-1] if tail else f"exit status {status}"
+    return AgentError(f"the remote script ended early: {detail}", host=host, hint="run with --debug")
+
+
+class Session:
+    """Runs one spec on one host and reports through *reporter*.
+
+    ``interrupt()`` may be called from a signal handler: it only queues; the
+    heartbeat thread does the sending, so no lock is ever taken in the handler.
+    """
+
+    def __init__(
+        self,
+        transport: Transport,
+        reporter: Reporter,
+        *,
+        stdin: IO[bytes] | None = None,
+        alive_interval: float = 10.0,
+        alive_count_max: int = 3,
+    ) -> None:
+        self.transport = transport
+        self.host = transport.host
+        self.reporter = reporter
+        self.stdin = stdin
+        self.alive_interval = alive_interval
+        self.silence_limit = alive_interval * alive_count_max
+        self._control: queue.Queue[bytes | None] = queue.Queue()
+        self._interrupts = 0
+        self._done = threading.Event()
+
+    # -- called from other threads / signal handlers --------------------------------
+    def interrupt(self) -> None:
+        """First call: SIGINT to the remote command; any later call: SIGKILL."""
+        self._interrupts += 1
+        name = b"INT" if self._interrupts == 1 else b"KILL"
+        self._control.put(proto.encode_frame(proto.SIGNAL, name))
+
+    def terminate(self) -> None:
+        """Ask the remote command to stop (SIGTERM), e.g. when oneoff itself is terminated."""
+        self._interrupts += 1
+        self._control.put(proto.encode_frame(proto.SIGNAL, b"TERM"))
+
+    def resize(self, rows: int, cols: int) -> None:
+        self._control.put(proto.encode_frame(proto.WINCH, json.dumps([rows, cols]).encode()))
+
+    # -- the run --------------------------------------------------------------------
+    def run(
+        self,
+        request: ProbeRequest,
+        plan: Callable[[ResolvedRelease], RunSpec],
+        *,
+        on_release: Callable[[ResolvedRelease], None] | None = None,
+    ) -> HostResult:
+        """Never raises for a host-level failure: it comes back as ``HostResult.error``."""
+        started = time.monotonic()
+        release: ResolvedRelease | None = None
+        spec: RunSpec | None = None
+        try:
+            self.transport.connect()
+            process = self.transport.start(probe_script(request, "run", proto.BOOT))
+            try:
+                process.send(proto.encode_frame(b"A", agent_source()))
+                buffer = b""
+                while (split := split_probe_output(buffer)) is None:
+                    chunk = _recv(process, self.silence_limit, self.host)
+                    if not chunk:
+                        raise _script_died(self.host, process)
+                    buffer += chunk
+                release = parse_probe(self.host, split[0])
+                if on_release is not None:
+                    on_release(release)
+                spec = plan(release)
+                payload = json.dumps(spec.to_agent(proto.PROTOCOL_VERSION)).encode()
+                process.send(proto.encode_frame(proto.SPEC, payload))
+                self.reporter.started(self.host, release, spec)
+                result = self._stream(process, spec, release, split[1], started)
+            finally:
+                self._done.set()
+                process.close()
+        except OneoffError as exc:
+            result = HostResult(
+                host=self.host,
+                display=spec.display if spec else "",
+                run_id=spec.run_id if spec else None,
+                release_id=release.release_id if release else None,
+                revision=release.revision if release else None,
+                error=exc,
+                duration=time.monotonic() - started,
+            )
+        finally:
+            self.transport.close()
+        self.reporter.finished(result)
+        return result
+
+    def _stream(
+        self,
+        process: RemoteProcess,
+        spec: RunSpec,
+        release: ResolvedRelease,
+        early: bytes,
+        started: float,
+    ) -> HostResult:
+        threads = [threading.Thread(target=self._control_loop, args=(process,), daemon=True)]
+        if self.stdin is not None and spec.mode == "run":
+            threads.append(threading.Thread(target=self._stdin_loop, args=(process,), daemon=True))
+        else:
+            process.send(proto.encode_frame(proto.STDIN_EOF))
+        for thread in threads:
+            thread.start()
+        reader = proto.FrameReader()
+        outcome: dict[str, Any] | None = None
+        failure: OneoffError | None = None
+        plan: dict[str, Any] | None = None
+        data = early
+        while True:
+            if data:
+                for kind, payload in reader.feed(data):
+                    if kind == proto.STDOUT:
+                        self.reporter.output(self.host, "stdout", payload)
+                    elif kind == proto.STDERR:
+                        self.reporter.output(self.host, "stderr", payload)
+                    elif kind == proto.EVENT:
+                        event = json.loads(payload)
+                        name = event.pop("event")
+                        if name == "exit":
+                            outcome = event
+                        elif name == "plan":
+                            plan = event
+                        elif name == "lock_wait":
+                            self.reporter.notice(self.host, _lock_message(event, waiting=True))
+                        elif name == "lock_busy":
+                            failure = LockBusy(
+                                _lock_message(event, waiting=False),
+                                host=self.host,
+                                hint="wait for it, or pass --lock-wait DURATION",
+                            )
+                        elif name == "error":
+                            failure = _agent_error(self.host, event)
+            try:
+                data = process.recv(READ_SIZE, self.silence_limit)
+            except TimeoutError:
+                if outcome is not None or plan is not None:
+                    break
+                raise ConnectionLost(
+                    f"connection lost (nothing heard for {self.silence_limit:g}s)",
+                    host=self.host,
+                    hint="the agent on the host stops the command when our heartbeats stop",
+                ) from None
+            except OSError as exc:
+                raise ConnectionLost(f"connection lost: {exc}", host=self.host) from exc
+            if not data:
+                break
+        duration = time.monotonic() - started
+        if failure is not None:
+            raise failure
+        if plan is not None:
+            return HostResult(
+                host=self.host,
+                display=spec.display,
+                run_id=spec.run_id,
+                release_id=release.release_id,
+                revision=release.revision,
+                status=0,
+                duration=duration,
+                plan=plan,
+            )
+        if outcome is None:
+            if self._interrupts:
+                raise ConnectionLost("interrupted; the connection closed before the command ended",
+                                     host=self.host)
+            raise _script_died(self.host, process)
+        if outcome.get("client_lost"):
+            raise ConnectionLost("the agent lost contact with us and stopped the command", host=self.host)
+        return HostResult(
+            host=self.host,
+            display=spec.display,
+            run_id=spec.run_id,
+            release_id=release.release_id,
+            revision=release.revision,
+            status=outcome.get("status"),
+            signal=outcome.get("signal"),
+            signal_number=outcome.get("signal_number"),
+            timed_out=bool(outcome.get("timed_out")),
+            interrupted=self._interrupts > 0 and outcome.get("status") != 0,
+            duration=duration,
+        )
+
+    def _control_loop(self, process: RemoteProcess) -> None:
+        """Heartbeats every alive_interval/2, and queued signals/resizes as they come."""
+        heartbeat = proto.encode_frame(proto.HEARTBEAT)
+        every = max(0.2, self.alive_interval / 2)
+        while not self._done.is_set():
+            try:
+                frame = self._control.get(timeout=every)
+            except queue.Empty:
+                frame = heartbeat
+            if frame is None:
+                return
+            try:
+                process.send(frame)
+            except (OSError, EOFError):
+                return
+
+    def _stdin_loop(self, process: RemoteProcess) -> None:
+        """Forward our stdin in large frames, then EOF (``oneoff ... < dump.json``)."""
+        assert self.stdin is not None
+        read = getattr(self.stdin, "read1", self.stdin.read)
+        try:
+            while not self._done.is_set():
+                chunk = read(STDIN_CHUNK)
+                if not chunk:
+                    break
+                process.send(proto.encode_frame(proto.STDIN, chunk))
+            process.send(proto.encode_frame(proto.STDIN_EOF))
+        except (OSError, ValueError, EOFError):
+            return
+
+
+def _lock_message(event: dict[str, Any], *, waiting: bool) -> str:
+    holder = event.get("holder") or {}
+    operator = holder.get("operator") or {}
+    who = "@".join(filter(None, [operator.get("user"), operator.get("machine")])) or "unknown"
+    details = (
+        f"held by {who} since {holder.get('since', '?')}, run {holder.get('run_id', '?')}: "
+        f"{holder.get('command', '?')}"
+    )
+    verb = "waiting for lock" if waiting else "lock"
+    tail = "" if waiting else " is busy"
+    return f"{verb} {event.get('lock')!r}{tail} ({details})"
+
+
+def _agent_error(host: str, event: dict[str, Any]) -> OneoffError:
+    kind = event.get("kind")
+    message = str(event.get("message", "the agent failed"))
+    if kind == "env_file":
+        return ReleaseError(f"env file {message}", host=host, hint="fix that line; values are never shown")
+    if kind == "state_dir":
+        return ReleaseError(message, host=host, hint="fix its permissions, set state_dir, or pass --no-audit")
+    if kind == "spawn":
+        return _SpawnError(message, host=host, status=int(event.get("status", 127)))
+    return AgentError(message, host=host)
+
+
+class _SpawnError(CannotRun):
+    """The command itself could not be started (not found: 127, not executable: 126)."""
+
+    def __init__(self, message: str, *, host: str, status: int) -> None:
+        super().__init__(message, host=host, hint="check the command and the venv's bin/")
+        self.exit_status = status
+

@@ -1,0 +1,1 @@
+"""SSH transport: connections, host-key checks and remote execution."""

@@ -1,0 +1,42 @@
+"""The narrow interface every transport implements: connect, start a script, stream bytes."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+
+class RemoteProcess(Protocol):
+    """One running ``sh`` script on a host: a byte pipe each way, stderr kept for errors."""
+
+    def send(self, data: bytes) -> None:
+        """Write all of *data* to the script's stdin (thread-safe: whole writes never interleave)."""
+
+    def recv(self, size: int, timeout: float | None) -> bytes:
+        """Read up to *size* bytes of stdout; ``b""`` at EOF; TimeoutError when idle for *timeout*."""
+
+    def exit_status(self) -> int | None:
+        """The script's exit status once stdout has ended (None when the host sent none)."""
+
+    def stderr_tail(self) -> bytes:
+        """The last few KiB the script wrote to stderr (for error messages)."""
+
+    def close(self) -> None:
+        """Release the channel or subprocess."""
+
+
+class Transport(Protocol):
+    """How oneoff reaches one host."""
+
+    host: str
+
+    def connect(self) -> None:
+        """Open the connection; raise ConnectError/HostKeyError naming the host and the fix."""
+
+    def start(self, script: str) -> RemoteProcess:
+        """Run a POSIX sh *script* on the host."""
+
+    def describe(self) -> str:
+        """Where this transport goes, for dry runs and errors (``ssh deploy@10.0.0.11:22``)."""
+
+    def close(self) -> None:
+        """Close the connection."""

@@ -1,0 +1,96 @@
+"""The local transport: the same probe and agent, through a subprocess on this machine.
+
+For cron on the server itself and for the demo. The script runs in its own
+session so a Ctrl-C on the terminal reaches the agent only through the protocol,
+exactly as it would over SSH.
+"""
+
+from __future__ import annotations
+
+import collections
+import os
+import select
+import subprocess
+import threading
+
+STDERR_TAIL = 8192
+
+
+class LocalProcess:
+    """A ``/bin/sh -c SCRIPT`` child with pipes, implementing RemoteProcess."""
+
+    def __init__(self, script: str) -> None:
+        self._proc = subprocess.Popen(
+            ["/bin/sh", "-c", script],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            bufsize=0,
+            start_new_session=True,
+        )
+        self._lock = threading.Lock()
+        self._stderr: collections.deque[bytes] = collections.deque()
+        self._stderr_size = 0
+        self._stderr_thread = threading.Thread(target=self._read_stderr, daemon=True)
+        self._stderr_thread.start()
+
+    def _read_stderr(self) -> None:
+        assert self._proc.stderr is not None
+        fd = self._proc.stderr.fileno()
+        while chunk := os.read(fd, 65536):
+            self._stderr.append(chunk)
+            self._stderr_size += len(chunk)
+            while self._stderr_size - len(self._stderr[0]) >= STDERR_TAIL:
+                self._stderr_size -= len(self._stderr.popleft())
+
+    def send(self, data: bytes) -> None:
+        assert self._proc.stdin is not None
+        with self._lock:
+            self._proc.stdin.write(data)
+
+    def recv(self, size: int, timeout: float | None) -> bytes:
+        assert self._proc.stdout is not None
+        fd = self._proc.stdout.fileno()
+        readable, _, _ = select.select([fd], [], [], timeout)
+        if not readable:
+            raise TimeoutError
+        return os.read(fd, size)
+
+    def exit_status(self) -> int | None:
+        return self._proc.wait()
+
+    def stderr_tail(self) -> bytes:
+        self._stderr_thread.join(timeout=1.0)
+        return b"".join(self._stderr)[-STDERR_TAIL:]
+
+    def close(self) -> None:
+        for pipe in (self._proc.stdin, self._proc.stdout):
+            if pipe is not None:
+                try:
+                    pipe.close()
+                except OSError:
+                    pass
+        try:
+            self._proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:  # the agent stops its command; this is a last resort
+            self._proc.kill()
+            self._proc.wait()
+
+
+class LocalTransport:
+    """Runs scripts on this machine, as the current user."""
+
+    def __init__(self, host: str) -> None:
+        self.host = host
+
+    def connect(self) -> None:
+        """Nothing to open."""
+
+    def start(self, script: str) -> LocalProcess:
+        return LocalProcess(script)
+
+    def describe(self) -> str:
+        return "local"
+
+    def close(self) -> None:
+        """Nothing to close."""
