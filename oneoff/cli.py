@@ -38,13 +38,23 @@ def _duration(_ctx: click.Context, param: click.Parameter, value: str | None) ->
         raise click.BadParameter(str(exc), param=param) from None
 
 
-def _extra_env(_ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) -> dict[str, str]:
+def _extra_env(
+    _ctx: click.Context, param: click.Parameter, values: tuple[str, ...]
+) -> dict[str, str]:
+    """``-e KEY=VALUE``, or ``-e KEY`` to pass KEY's value from our environment (as docker
+    does), which keeps the value out of oneoff's own argv too."""
     env: dict[str, str] = {}
     for item in values:
         key, sep, value = item.partition("=")
-        if not sep or not key or not (key[0].isalpha() or key[0] == "_") or not key.replace("_", "").isalnum():
+        if not key.isidentifier() or not key.isascii():
             # never echo the value: it may be a secret
-            raise click.BadParameter(f"expected KEY=VALUE with a valid variable name, got {key!r}=…", param=param)
+            raise click.BadParameter(
+                f"{key!r} is not a variable name (KEY=VALUE or KEY)", param=param
+            )
+        if not sep:
+            if key not in os.environ:
+                raise click.BadParameter(f"{key} is not set in this environment", param=param)
+            value = os.environ[key]
         env[key] = value
     return env
 
@@ -73,35 +83,78 @@ Examples:
   oneoff releases -H prod      oneoff tasks -H web1      oneoff hosts
 """,
 )
-@click.option("-H", "--host", "targets", multiple=True, metavar="TARGET",
-              help="Host, group, comma list, glob (web*) or role:NAME. Repeatable.")
-@click.option("-i", "--inventory", metavar="PATH", help="Inventory file (else $ONEOFF_INVENTORY, ./oneoff.yaml, ...).")
+@click.option(
+    "-H",
+    "--host",
+    "targets",
+    multiple=True,
+    metavar="TARGET",
+    help="Host, group, comma list, glob (web*) or role:NAME. Repeatable.",
+)
+@click.option(
+    "-i",
+    "--inventory",
+    metavar="PATH",
+    help="Inventory file (else $ONEOFF_INVENTORY, ./oneoff.yaml, ...).",
+)
 @click.option("--all", "every", is_flag=True, help="Run on every host of the target.")
 @click.option("--one", is_flag=True, help="Run on the target's primary host only.")
-@click.option("-t", "--tty", "tty", flag_value=True, default=None, help="Allocate a terminal for the command.")
+@click.option(
+    "-t", "--tty", "tty", flag_value=True, default=None, help="Allocate a terminal for the command."
+)
 @click.option("-T", "--no-tty", "tty", flag_value=False, help="Never allocate a terminal.")
-@click.option("--release", "release_id", metavar="ID", help="Pin this release instead of `current`.")
-@click.option("-e", "--env", "extra_env", multiple=True, metavar="KEY=VALUE", callback=_extra_env,
-              help="Extra environment variable (never logged). Repeatable.")
-@click.option("--timeout", metavar="DURATION", callback=_duration, help="Stop the command after this long (exit 124).")
-@click.option("--kill-after", metavar="DURATION", callback=_duration,
-              help="Grace period between SIGTERM and SIGKILL (default 10s).")
+@click.option(
+    "--release", "release_id", metavar="ID", help="Pin this release instead of `current`."
+)
+@click.option(
+    "-e",
+    "--env",
+    "extra_env",
+    multiple=True,
+    metavar="KEY=VALUE",
+    callback=_extra_env,
+    help="Extra variable KEY=VALUE, or KEY to pass ours (never logged). Repeatable.",
+)
+@click.option(
+    "--timeout",
+    metavar="DURATION",
+    callback=_duration,
+    help="Stop the command after this long (exit 124).",
+)
+@click.option(
+    "--kill-after",
+    metavar="DURATION",
+    callback=_duration,
+    help="Grace period between SIGTERM and SIGKILL (default 10s).",
+)
 @click.option("--lock", metavar="NAME", help="Hold this lock on the host while the command runs.")
-@click.option("--lock-wait", metavar="DURATION", callback=_duration, help="Wait this long for a busy lock.")
-@click.option("--parallel", type=click.IntRange(min=1), default=32, show_default=True, help="Hosts at once.")
+@click.option(
+    "--lock-wait", metavar="DURATION", callback=_duration, help="Wait this long for a busy lock."
+)
+@click.option(
+    "--parallel", type=click.IntRange(min=1), default=32, show_default=True, help="Hosts at once."
+)
 @click.option("--fail-fast", is_flag=True, help="Start no new host after a failure.")
 @click.option("--json", "as_json", is_flag=True, help="JSON Lines events on stdout.")
 @click.option("--dry-run", is_flag=True, help="Print the resolved plan per host; run nothing.")
-@click.option("--allow-drift", is_flag=True, help="Run a `once` task even if hosts are on different releases.")
-@click.option("--accept-new-host-keys", is_flag=True, help="Record unknown host keys (changed keys are still refused).")
-@click.option("--no-audit", is_flag=True, help="Run even though the host's audit trail cannot be written.")
+@click.option(
+    "--allow-drift", is_flag=True, help="Run a `once` task even if hosts are on different releases."
+)
+@click.option(
+    "--accept-new-host-keys",
+    is_flag=True,
+    help="Record unknown host keys (changed keys are still refused).",
+)
+@click.option(
+    "--no-audit", is_flag=True, help="Run even though the host's audit trail cannot be written."
+)
 @click.option("-q", "--quiet", is_flag=True, help="Only the command's output and errors.")
 @click.option("-v", "--verbose", count=True, help="Say more about what oneoff does.")
 @click.option("--debug", is_flag=True, help="Show tracebacks.")
 @click.version_option(__version__, "-V", "--version")
 @click.argument("words", nargs=-1, type=click.UNPROCESSED)
 @click.pass_context
-def cli(ctx: click.Context, **opts: Any) -> None:
+def cli(ctx: click.Context, /, **opts: Any) -> None:
     """Run a twelve-factor app's admin processes on its hosts, in the live release.
 
     \b
@@ -116,13 +169,18 @@ def cli(ctx: click.Context, **opts: Any) -> None:
     if not raw and words and words[0] in BUILTINS:
         sub = cli.make_context(f"oneoff {words[0]}", list(words[1:]), parent=ctx)
         for name, value in sub.params.items():
-            if sub.get_parameter_source(name) != click.core.ParameterSource.DEFAULT and name != "words":
+            if (
+                sub.get_parameter_source(name) != click.core.ParameterSource.DEFAULT
+                and name != "words"
+            ):
                 opts[name] = value
         if sub.params.get("words"):
             raise UsageError(f"unexpected argument {sub.params['words'][0]!r} after {words[0]!r}")
         ctx.exit(_builtin(words[0], opts))
     if not words:
-        raise UsageError("nothing to run", hint="oneoff -H HOST TASK, or oneoff -H HOST -- COMMAND (see --help)")
+        raise UsageError(
+            "nothing to run", hint="oneoff -H HOST TASK, or oneoff -H HOST -- COMMAND (see --help)"
+        )
     ctx.exit(_run(words, raw, opts))
 
 
@@ -156,7 +214,9 @@ def _invocation(words: tuple[str, ...], raw: bool, opts: dict[str, Any]) -> Invo
         kind, rest = "command", words
     elif words[0] == "run":
         if len(words) < 2:
-            raise UsageError("run needs a script path", hint="oneoff -H HOST run scripts/fix.py [ARGS]")
+            raise UsageError(
+                "run needs a script path", hint="oneoff -H HOST run scripts/fix.py [ARGS]"
+            )
         kind, rest = "script", words[1:]
     else:
         kind, rest = "task", words
@@ -190,7 +250,8 @@ def _lock_name(name: str | None) -> str | None:
 
     if name is not None and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", name):
         raise UsageError(
-            f"--lock {name!r} is not a lock name", hint="letters, digits, '_', '.', '-' (no slashes)"
+            f"--lock {name!r} is not a lock name",
+            hint="letters, digits, '_', '.', '-' (no slashes)",
         )
     return name
 
@@ -219,7 +280,9 @@ def _run(words: tuple[str, ...], raw: bool, opts: dict[str, Any]) -> int:
     )
     hosts = _which_hosts(inventory, targets, invocation, opts, policy, settings, terminal)
     if invocation.tty and len(hosts) > 1:
-        raise UsageError("a terminal (-t) cannot be shared by several hosts", hint="pick one host, or drop -t")
+        raise UsageError(
+            "a terminal (-t) cannot be shared by several hosts", hint="pick one host, or drop -t"
+        )
     if invocation.tty is None:
         # design §3: a terminal when ours are terminals and one host runs, unless the task says no
         from dataclasses import replace
@@ -252,8 +315,13 @@ def _run(words: tuple[str, ...], raw: bool, opts: dict[str, Any]) -> int:
     if opts["as_json"]:
         from oneoff.output import result_record
 
-        reporter.emit({"event": "summary", "exit_code": fleet.exit_code(results),
-                       "hosts": [result_record(r) for r in results]})
+        reporter.emit(
+            {
+                "event": "summary",
+                "exit_code": fleet.exit_code(results),
+                "hosts": [result_record(r) for r in results],
+            }
+        )
     elif len(hosts) > 1 and invocation.mode == "run":
         terminal.write("stderr", (summary_table(results) + "\n").encode())
     elif len(results) == 1 and results[0].error is not None:
@@ -290,8 +358,12 @@ def _which_hosts(
 
     releases = fleet.probe_hosts(targets, settings, invocation, policy)
     if fleet.drift(releases) and not opts["allow_drift"]:
-        rows = "\n".join(f"  {h}: {getattr(r, 'release_id', None) or r}" for h, r in releases.items())
-        raise UsageError(f"hosts are on different releases:\n{rows}", hint="deploy first, or pass --allow-drift")
+        rows = "\n".join(
+            f"  {h}: {getattr(r, 'release_id', None) or r}" for h, r in releases.items()
+        )
+        raise UsageError(
+            f"hosts are on different releases:\n{rows}", hint="deploy first, or pass --allow-drift"
+        )
     return [inventory.primary(targets)]
 
 
@@ -304,7 +376,8 @@ def _show_plans(results: Sequence[Any], terminal: Terminal, as_json: bool) -> No
         plan = r.plan
         lines = [
             f"{r.host}:",
-            f"  release:     {r.release_id} ({plan.get('cwd')})" + (f" revision {r.revision}" if r.revision else ""),
+            f"  release:     {r.release_id} ({plan.get('cwd')})"
+            + (f" revision {r.revision}" if r.revision else ""),
             f"  interpreter: {plan.get('path_head')}/python",
             f"  cwd:         {plan.get('cwd')}",
         ]
@@ -371,8 +444,9 @@ def main(argv: Sequence[str] | None = None) -> NoReturn:
     """Entry point: every user error is one line on stderr and its exit status."""
     debug = "--debug" in (argv if argv is not None else sys.argv[1:])
     try:
-        status = cli.main(args=list(argv) if argv is not None else None, prog_name="oneoff",
-                          standalone_mode=False)
+        status = cli.main(
+            args=list(argv) if argv is not None else None, prog_name="oneoff", standalone_mode=False
+        )
     except OneoffError as exc:
         if debug:
             import traceback

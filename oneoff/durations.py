@@ -26,9 +26,7 @@ def parse_duration(text: str | float | int) -> float:
         total += float(match.group(1)) * _UNITS[match.group(2)]
         pos = match.end()
     if not compact or pos != len(compact):
-        raise ValueError(
-            f"{text!r} is not a duration (write e.g. 30, 30s, 5m, 1h30m, 2d)"
-        )
+        raise ValueError(f"{text!r} is not a duration (write e.g. 30, 30s, 5m, 1h30m, 2d)")
     return total
 
 

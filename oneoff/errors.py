@@ -70,7 +70,7 @@ class LockBusy(OneoffError):
 class CannotRun(OneoffError):
     """The command could not be run on a host (as ssh uses 255)."""
 
-    exit_status = ExitStatus.CANNOT_RUN
+    exit_status: int = ExitStatus.CANNOT_RUN
 
 
 class ConnectError(CannotRun):

@@ -18,7 +18,7 @@ from oneoff.result import HostResult, RunSpec, new_run_id, operator_identity
 from oneoff.session import Session, probe_only
 
 if TYPE_CHECKING:
-    from oneoff.inventory import HostSettings, Inventory
+    from oneoff.inventory import HostSettings
     from oneoff.output import Reporter
     from oneoff.release import ResolvedRelease
     from oneoff.tasks import Task
@@ -97,7 +97,9 @@ def run_hosts(
 
     def one(host: str) -> HostResult:
         if stop_starting.is_set() or interrupts.stopping:
-            return HostResult(host=host, error=_Skipped("not started (an earlier host failed)", host=host))
+            return HostResult(
+                host=host, error=_Skipped("not started (an earlier host failed)", host=host)
+            )
         s = settings(host)
         session = Session(
             make_transport(s, policy),
@@ -127,7 +129,9 @@ def run_hosts(
                 results[host] = result
                 if not result.ok and not isinstance(result.error, _Skipped):
                     failures += 1
-                    if policy.fail_fast or (policy.max_fail is not None and failures > policy.max_fail):
+                    if policy.fail_fast or (
+                        policy.max_fail is not None and failures > policy.max_fail
+                    ):
                         stop_starting.set()
     return [results[h] for h in hosts]
 

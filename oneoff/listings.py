@@ -4,21 +4,39 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from oneoff.errors import OneoffError, UsageError
+from oneoff.release import ResolvedRelease
 
 if TYPE_CHECKING:
     from oneoff.inventory import Inventory, Overrides
     from oneoff.output import Terminal
 
+Found = dict[str, ResolvedRelease | OneoffError]
 
-def table(rows: list[tuple[str, ...]]) -> str:
+
+def table(rows: Sequence[Sequence[str]]) -> str:
+    """Left-aligned columns separated by two spaces."""
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    return "\n".join("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in rows)
+    lines = ("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) for row in rows)
+    return "\n".join(line.rstrip() for line in lines)
 
 
-def run(name: str, inventory: Inventory, opts: dict[str, Any], overrides: Overrides, terminal: Terminal) -> int:
+def _emit(
+    terminal: Terminal, opts: dict[str, Any], records: list[dict[str, Any]], text: str
+) -> None:
+    if opts["as_json"]:
+        body = "".join(json.dumps(r, sort_keys=True) + "\n" for r in records)
+    else:
+        body = text + "\n"
+    terminal.write("stdout", body.encode())
+
+
+def run(
+    name: str, inventory: Inventory, opts: dict[str, Any], overrides: Overrides, terminal: Terminal
+) -> int:
     if name == "hosts":
         return hosts(inventory, opts, terminal)
     if not opts["targets"]:
@@ -27,22 +45,34 @@ def run(name: str, inventory: Inventory, opts: dict[str, Any], overrides: Overri
     from oneoff.plan import Invocation
 
     targets = inventory.select(opts["targets"])
-    policy = fleet.Policy(parallel=opts["parallel"], accept_new_host_keys=bool(opts.get("accept_new_host_keys")))
+    policy = fleet.Policy(
+        parallel=opts["parallel"], accept_new_host_keys=bool(opts.get("accept_new_host_keys"))
+    )
     invocation = Invocation(kind="task", words=("-",), release_id=opts.get("release_id"))
-    found = fleet.probe_hosts(targets, lambda h: inventory.settings(h, overrides), invocation, policy)
+    found = fleet.probe_hosts(
+        targets, lambda h: inventory.settings(h, overrides), invocation, policy
+    )
     if name == "releases":
         return releases(found, opts, terminal)
     return tasks(found, inventory, opts, terminal)
 
 
-def releases(found: dict[str, Any], opts: dict[str, Any], terminal: Terminal) -> int:
-    ids = [r.release_id for r in found.values() if not isinstance(r, OneoffError)]
-    common = max(set(ids), key=ids.count) if ids else None
-    records = []
+def majority_release(found: Found) -> str | None:
+    """The release most reachable hosts run: the reference a drifting host is marked against."""
+    ids = [r.release_id for r in found.values() if isinstance(r, ResolvedRelease)]
+    return max(sorted(set(ids)), key=ids.count) if ids else None
+
+
+def releases(found: Found, opts: dict[str, Any], terminal: Terminal) -> int:
+    common = majority_release(found)
+    records: list[dict[str, Any]] = []
+    rows = [("HOST", "RELEASE", "REVISION", "DEPLOYED", "PYTHON", "PATH")]
     for host, r in found.items():
         if isinstance(r, OneoffError):
-            records.append({"host": host, "error": str(r.message), "hint": r.hint})
+            records.append({"host": host, "error": r.message, "hint": r.hint})
+            rows.append((host, "-", "error: " + r.message, "", "", ""))
             continue
+        drift = r.release_id != common
         records.append(
             {
                 "host": host,
@@ -51,35 +81,35 @@ def releases(found: dict[str, Any], opts: dict[str, Any], terminal: Terminal) ->
                 "deployed_at": r.deployed_at,
                 "path": r.path,
                 "python": r.python_version,
-                "drift": r.release_id != common,
+                "drift": drift,
             }
         )
-    if opts["as_json"]:
-        for record in records:
-            terminal.write("stdout", (json.dumps(record, sort_keys=True) + "\n").encode())
-    else:
-        rows = [("HOST", "RELEASE", "REVISION", "DEPLOYED", "PYTHON", "PATH")]
-        for rec in records:
-            if "error" in rec:
-                rows.append((rec["host"], "error", rec["error"], "", "", ""))
-                continue
-            deployed = time.strftime("%Y-%m-%d %H:%M", time.localtime(rec["deployed_at"])) if rec["deployed_at"] else "?"
-            mark = " *" if rec["drift"] else ""
-            rows.append((rec["host"], rec["release"] + mark, (rec["revision"] or "-")[:12], deployed,
-                         rec["python"] or "?", rec["path"]))
-        out = table(rows)
-        if any(rec.get("drift") for rec in records):
-            out += f"\n* not on {common}, the release most hosts run"
-        terminal.write("stdout", (out + "\n").encode())
-    failed = any("error" in rec for rec in records)
-    return 255 if failed else 0
+        deployed = (
+            time.strftime("%Y-%m-%d %H:%M", time.localtime(r.deployed_at)) if r.deployed_at else "?"
+        )
+        rows.append(
+            (
+                host,
+                r.release_id + (" *" if drift else ""),
+                (r.revision or "-")[:12],
+                deployed,
+                r.python_version or "?",
+                r.path,
+            )
+        )
+    text = table(rows)
+    if any(rec.get("drift") for rec in records):
+        text += f"\n* not on {common}, the release most hosts run"
+    _emit(terminal, opts, records, text)
+    return 255 if any("error" in rec for rec in records) else 0
 
 
-def tasks(found: dict[str, Any], inventory: Inventory, opts: dict[str, Any], terminal: Terminal) -> int:
+def tasks(found: Found, inventory: Inventory, opts: dict[str, Any], terminal: Terminal) -> int:
     from oneoff.tasks import release_tasks
 
     status = 0
-    records = []
+    records: list[dict[str, Any]] = []
+    rows = [("HOST", "TASK", "COMMAND", "FROM", "DESCRIPTION")]
     for host, r in found.items():
         if isinstance(r, OneoffError):
             terminal.message(str(r))
@@ -90,38 +120,54 @@ def tasks(found: dict[str, Any], inventory: Inventory, opts: dict[str, Any], ter
             terminal.message(f"{host}: {problem} (other tasks still work)")
         merged = {**sources.presets, **inventory.tasks, **sources.shipped}
         for task in merged.values():
-            shadowed = [t.source for t in (sources.presets.get(task.name), inventory.tasks.get(task.name))
-                        if t is not None and t is not task]
-            records.append({"host": host, "task": task.name, "command": " ".join(task.command),
-                            "source": task.source, "run": task.run, "lock": task.lock,
-                            "description": task.description, "overrides": shadowed})
-    if opts["as_json"]:
-        for record in records:
-            terminal.write("stdout", (json.dumps(record, sort_keys=True) + "\n").encode())
-        return status
-    rows = [("HOST", "TASK", "COMMAND", "FROM", "DESCRIPTION")]
-    for rec in records:
-        source = rec["source"] + (f" (over {', '.join(rec['overrides'])})" if rec["overrides"] else "")
-        rows.append((rec["host"], rec["task"], rec["command"], source, rec["description"] or ""))
-    terminal.write("stdout", (table(rows) + "\n").encode())
+            shadowed = [
+                t.source
+                for t in (sources.presets.get(task.name), inventory.tasks.get(task.name))
+                if t is not None and t is not task
+            ]
+            command = " ".join(task.command)
+            records.append(
+                {
+                    "host": host,
+                    "task": task.name,
+                    "command": command,
+                    "source": task.source,
+                    "overrides": shadowed,
+                    "run": task.run,
+                    "lock": task.lock,
+                    "description": task.description,
+                }
+            )
+            source = task.source + (f" (over {', '.join(shadowed)})" if shadowed else "")
+            rows.append((host, task.name, command, source, task.description or ""))
+    _emit(terminal, opts, records, table(rows))
     return status
 
 
 def hosts(inventory: Inventory, opts: dict[str, Any], terminal: Terminal) -> int:
     names = inventory.select(opts["targets"]) if opts["targets"] else list(inventory.hosts)
     rows = [("HOST", "ADDRESS", "GROUPS", "ROLES", "PRIMARY")]
-    records = []
+    records: list[dict[str, Any]] = []
     for name in names:
         s = inventory.settings(name)
-        address = "local" if s.transport == "local" else f"{s.user + '@' if s.user else ''}{s.hostname}" + (
-            f":{s.port}" if s.port else "")
+        if s.transport == "local":
+            address = "local"
+        else:
+            address = (
+                (f"{s.user}@" if s.user else "") + s.hostname + (f":{s.port}" if s.port else "")
+            )
         groups = inventory.groups_of(name)
-        records.append({"host": name, "address": address, "groups": groups, "roles": list(s.roles),
-                        "primary": s.primary, "app_root": s.app_root})
-        rows.append((name, address, ",".join(groups) or "-", ",".join(s.roles) or "-", "yes" if s.primary else ""))
-    if opts["as_json"]:
-        for record in records:
-            terminal.write("stdout", (json.dumps(record, sort_keys=True) + "\n").encode())
-    else:
-        terminal.write("stdout", (table(rows) + "\n").encode())
+        records.append(
+            {
+                "host": name,
+                "address": address,
+                "groups": groups,
+                "roles": list(s.roles),
+                "primary": s.primary,
+                "app_root": s.app_root,
+            }
+        )
+        primary = "yes" if s.primary else ""
+        rows.append((name, address, ",".join(groups) or "-", ",".join(s.roles) or "-", primary))
+    _emit(terminal, opts, records, table(rows))
     return 0

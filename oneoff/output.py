@@ -119,11 +119,11 @@ class PrefixReporter:
 
     def flush_partial(self, host: str) -> None:
         for stream in ("stdout", "stderr"):
-            rest = self.partial.pop((host, stream), b"")  # type: ignore[arg-type]
+            rest = self.partial.pop((host, stream), b"")
             if rest:
                 prefix = self.prefix.get(host, b"")
                 with self.lock:
-                    self.terminal.write(stream, prefix + rest + b"\n")  # type: ignore[arg-type]
+                    self.terminal.write(stream, prefix + rest + b"\n")
 
     def notice(self, host: str, message: str) -> None:
         if not self.quiet:
@@ -209,4 +209,6 @@ def summary_table(results: Sequence[HostResult]) -> str:
     for r in results:
         rows.append((r.host, r.release_id or "-", r.describe(), format_duration(r.duration)))
     widths = [max(len(row[i]) for row in rows) for i in range(4)]
-    return "\n".join("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in rows)
+    return "\n".join(
+        "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in rows
+    )

@@ -55,7 +55,9 @@ def probe_request(settings: HostSettings, invocation: Invocation | None = None) 
     )
 
 
-def find_task(name: str, inventory_tasks: Mapping[str, Task], release: ResolvedRelease | None) -> Task:
+def find_task(
+    name: str, inventory_tasks: Mapping[str, Task], release: ResolvedRelease | None
+) -> Task:
     """Release-shipped tasks win over the inventory's, which win over presets."""
     tasks = all_tasks(inventory_tasks, release)
     if name in tasks:
@@ -68,7 +70,9 @@ def find_task(name: str, inventory_tasks: Mapping[str, Task], release: ResolvedR
     )
 
 
-def all_tasks(inventory_tasks: Mapping[str, Task], release: ResolvedRelease | None) -> dict[str, Task]:
+def all_tasks(
+    inventory_tasks: Mapping[str, Task], release: ResolvedRelease | None
+) -> dict[str, Task]:
     """Every task visible on a release, by precedence (release > inventory > preset)."""
     if release is None:
         return dict(inventory_tasks)
@@ -108,7 +112,9 @@ def build_spec(
         argv = invocation.words
     if not argv:
         raise UsageError("no command to run", hint="oneoff -H HOST TASK, or -- COMMAND")
-    timeout = invocation.timeout if invocation.timeout is not None else (task.timeout if task else None)
+    timeout = (
+        invocation.timeout if invocation.timeout is not None else (task.timeout if task else None)
+    )
     lock = invocation.lock or (task.lock if task else None)
     pty = bool(invocation.tty if invocation.tty is not None else False)
     return RunSpec(

@@ -18,7 +18,13 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
 from oneoff.errors import AgentError, CannotRun, ConnectionLost, LockBusy, OneoffError, ReleaseError
-from oneoff.release import ProbeRequest, ResolvedRelease, parse_probe, probe_script, split_probe_output
+from oneoff.release import (
+    ProbeRequest,
+    ResolvedRelease,
+    parse_probe,
+    probe_script,
+    split_probe_output,
+)
 from oneoff.remote import agent as proto
 from oneoff.result import HostResult, RunSpec
 
@@ -70,7 +76,9 @@ def _script_died(host: str, process: RemoteProcess) -> AgentError:
     tail = process.stderr_tail().decode("utf-8", "replace").strip()
     status = process.exit_status()
     detail = tail.splitlines()[-1] if tail else f"exit status {status}"
-    return AgentError(f"the remote script ended early: {detail}", host=host, hint="run with --debug")
+    return AgentError(
+        f"the remote script ended early: {detail}", host=host, hint="run with --debug"
+    )
 
 
 class Session:
@@ -237,11 +245,14 @@ class Session:
             )
         if outcome is None:
             if self._interrupts:
-                raise ConnectionLost("interrupted; the connection closed before the command ended",
-                                     host=self.host)
+                raise ConnectionLost(
+                    "interrupted; the connection closed before the command ended", host=self.host
+                )
             raise _script_died(self.host, process)
         if outcome.get("client_lost"):
-            raise ConnectionLost("the agent lost contact with us and stopped the command", host=self.host)
+            raise ConnectionLost(
+                "the agent lost contact with us and stopped the command", host=self.host
+            )
         return HostResult(
             host=self.host,
             display=spec.display,
@@ -304,9 +315,13 @@ def _agent_error(host: str, event: dict[str, Any]) -> OneoffError:
     kind = event.get("kind")
     message = str(event.get("message", "the agent failed"))
     if kind == "env_file":
-        return ReleaseError(f"env file {message}", host=host, hint="fix that line; values are never shown")
+        return ReleaseError(
+            f"env file {message}", host=host, hint="fix that line; values are never shown"
+        )
     if kind == "state_dir":
-        return ReleaseError(message, host=host, hint="fix its permissions, set state_dir, or pass --no-audit")
+        return ReleaseError(
+            message, host=host, hint="fix its permissions, set state_dir, or pass --no-audit"
+        )
     if kind == "spawn":
         return _SpawnError(message, host=host, status=int(event.get("status", 127)))
     return AgentError(message, host=host)
@@ -318,4 +333,3 @@ class _SpawnError(CannotRun):
     def __init__(self, message: str, *, host: str, status: int) -> None:
         super().__init__(message, host=host, hint="check the command and the venv's bin/")
         self.exit_status = status
-

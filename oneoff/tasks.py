@@ -159,22 +159,41 @@ def _presets(release: ResolvedRelease) -> dict[str, Task]:
             description="apply Django migrations",
         )
         presets["shell"] = Task(
-            "shell", ("python", "manage.py", "shell"), source="preset: django", tty=True,
+            "shell",
+            ("python", "manage.py", "shell"),
+            source="preset: django",
+            tty=True,
             description="Django shell with the release's settings",
         )
     elif "alembic.ini" in markers:
         presets["migrate"] = Task(
-            "migrate", ("alembic", "upgrade", "head"), source="preset: alembic", lock="migrate",
+            "migrate",
+            ("alembic", "upgrade", "head"),
+            source="preset: alembic",
+            lock="migrate",
             description="apply Alembic migrations",
         )
     elif "migrations" in markers:
         presets["migrate"] = Task(
-            "migrate", ("flask", "db", "upgrade"), source="preset: flask-migrate", lock="migrate",
+            "migrate",
+            ("flask", "db", "upgrade"),
+            source="preset: flask-migrate",
+            lock="migrate",
             description="apply Flask-Migrate migrations (needs FLASK_APP in the env file)",
         )
     if "shell" not in presets:
-        repl = "ipython" if "bin/ipython" in markers else "bpython" if "bin/bpython" in markers else "python"
+        repl = (
+            "ipython"
+            if "bin/ipython" in markers
+            else "bpython"
+            if "bin/bpython" in markers
+            else "python"
+        )
         presets["shell"] = Task(
-            "shell", (repl,), source=f"preset: {repl}", tty=True, description="Python REPL in the release"
+            "shell",
+            (repl,),
+            source=f"preset: {repl}",
+            tty=True,
+            description="Python REPL in the release",
         )
     return presets

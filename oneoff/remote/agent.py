@@ -14,12 +14,13 @@ import subprocess
 import sys
 import termios
 import time
+from contextlib import suppress
 from typing import Any, Dict, List, Optional, Tuple
 
-try:  # imported as a module on the client and in tests
+# Imported as a module on the client and in tests; shipped inline, envfile's source
+# precedes this one and the import fails harmlessly.
+with suppress(ImportError):
     from oneoff.remote.envfile import EnvFileError, load_env_files
-except ImportError:  # pragma: no cover - shipped inline: envfile's source precedes this one
-    pass
 
 PROTOCOL_VERSION = 1
 
@@ -111,7 +112,9 @@ def read_spec(fd: int) -> Dict[str, Any]:
         raise ValueError("expected the run spec first")
     spec = json.loads(_read_exactly(fd, size).decode())
     if spec.get("protocol") != PROTOCOL_VERSION:
-        raise ValueError("client speaks protocol %r, agent %d" % (spec.get("protocol"), PROTOCOL_VERSION))
+        raise ValueError(
+            "client speaks protocol %r, agent %d" % (spec.get("protocol"), PROTOCOL_VERSION)
+        )
     return spec  # type: ignore[no-any-return]
 
 
@@ -161,7 +164,11 @@ class StateDir:
     def audit(self, record: Dict[str, Any]) -> None:
         """Append one JSON line with a single write, so concurrent runs never interleave."""
         line = (json.dumps(record, sort_keys=True) + "\n").encode()
-        fd = os.open(os.path.join(self.ensure(), "audit.jsonl"), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
+        fd = os.open(
+            os.path.join(self.ensure(), "audit.jsonl"),
+            os.O_WRONLY | os.O_APPEND | os.O_CREAT,
+            0o640,
+        )
         try:
             os.write(fd, line)
         finally:
@@ -420,14 +427,14 @@ class Supervisor:
         try:
             child, out_fd, err_fd, in_fd = self.spawn()
         except OSError as exc:
-            status = 127 if exc.errno in (errno.ENOENT, errno.ENOTDIR) else 126
+            not_run = 127 if exc.errno in (errno.ENOENT, errno.ENOTDIR) else 126
             agent.event(
                 "error",
                 kind="spawn",
                 message="cannot run %s: %s" % (agent.spec["argv"][0], exc.strerror),
-                status=status,
+                status=not_run,
             )
-            return {"status": status, "signal": None, "error": "spawn"}
+            return {"status": not_run, "signal": None, "error": "spawn"}
         self.child = child
         self.pgid = child.pid
         if self.pty:
@@ -516,17 +523,19 @@ class Supervisor:
                         open_out.remove(fd)
                         if fd != self.master:
                             os.close(fd)
-            for signum in self.signals:
-                if signum == signal.SIGCHLD:
+            for got in self.signals:
+                if got == signal.SIGCHLD:
                     continue
                 # the agent itself was told to stop (sshd hang-up, kill): stop the command
-                self.begin_stop("agent got signal %d" % signum, signum)
+                self.begin_stop("agent got signal %d" % got, got)
             self.signals = []
             if status is None:
                 status = child.poll()
                 if status is not None:
                     exited_at = now
-                    _signal_group(self.pgid, signal.SIGTERM)  # leftover children of a finished one-off
+                    _signal_group(
+                        self.pgid, signal.SIGTERM
+                    )  # leftover children of a finished one-off
             if want_in and now - last_from_client > agent.client_timeout:
                 self.lose_client("no heartbeat for %.0fs" % agent.client_timeout)
             if deadline and not self.timed_out and now >= deadline and status is None:
@@ -537,17 +546,18 @@ class Supervisor:
                 self.kill_at = None
             if not agent.out and now - last_to_client >= agent.alive_every and not self.client_lost:
                 agent.send(encode_frame(ALIVE))
-            if status is not None and (not open_out or now - (exited_at or now) >= DRAIN_AFTER_EXIT):
+            if status is not None and (
+                not open_out or now - (exited_at or now) >= DRAIN_AFTER_EXIT
+            ):
                 break
         _signal_group(self.pgid, signal.SIGKILL)
-        for fd in set(open_out + [in_fd, self.master]):
-            if fd is not None:
-                try:
-                    os.close(fd)
-                except OSError:
-                    pass
+        for leftover in {*open_out, in_fd, self.master}:
+            if leftover is not None:
+                with suppress(OSError):
+                    os.close(leftover)
         signal.set_wakeup_fd(-1)
         os.set_blocking(agent.fd_out, True)
+        assert status is not None
         return self.describe(status)
 
     def describe(self, status: int) -> Dict[str, Any]:
@@ -583,7 +593,13 @@ class Supervisor:
             elif kind == SIGNAL:
                 name = payload.decode("ascii", "replace")
                 signum = getattr(signal, "SIG" + name, None)
-                if signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGKILL, signal.SIGQUIT):
+                if signum in (
+                    signal.SIGINT,
+                    signal.SIGTERM,
+                    signal.SIGHUP,
+                    signal.SIGKILL,
+                    signal.SIGQUIT,
+                ):
                     self.begin_stop("client sent SIG" + name, signum)
             elif kind == WINCH and self.master is not None:
                 rows, cols = json.loads(payload.decode())
@@ -639,10 +655,8 @@ def _take_controlling_tty() -> None:
 
 
 def _signal_group(pgid: int, signum: int) -> None:
-    try:
+    with suppress(ProcessLookupError, PermissionError):
         os.killpg(pgid, signum)
-    except (ProcessLookupError, PermissionError):
-        pass
 
 
 def _read(fd: int) -> Optional[bytes]:

@@ -9,10 +9,10 @@ class RemoteProcess(Protocol):
     """One running ``sh`` script on a host: a byte pipe each way, stderr kept for errors."""
 
     def send(self, data: bytes) -> None:
-        """Write all of *data* to the script's stdin (thread-safe: whole writes never interleave)."""
+        """Write all of *data* to stdin; thread-safe, so whole writes never interleave."""
 
     def recv(self, size: int, timeout: float | None) -> bytes:
-        """Read up to *size* bytes of stdout; ``b""`` at EOF; TimeoutError when idle for *timeout*."""
+        """Up to *size* bytes of stdout; ``b""`` at EOF; TimeoutError after *timeout* idle."""
 
     def exit_status(self) -> int | None:
         """The script's exit status once stdout has ended (None when the host sent none)."""

@@ -8,6 +8,7 @@ exactly as it would over SSH.
 from __future__ import annotations
 
 import collections
+import contextlib
 import os
 import select
 import subprocess
@@ -66,10 +67,8 @@ class LocalProcess:
     def close(self) -> None:
         for pipe in (self._proc.stdin, self._proc.stdout):
             if pipe is not None:
-                try:
+                with contextlib.suppress(OSError):
                     pipe.close()
-                except OSError:
-                    pass
         try:
             self._proc.wait(timeout=5)
         except subprocess.TimeoutExpired:  # the agent stops its command; this is a last resort

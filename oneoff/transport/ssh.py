@@ -84,7 +84,9 @@ class _VerifyHostKey(paramiko.MissingHostKeyPolicy):
         self.host = host
         self.port = port
 
-    def missing_host_key(self, client: paramiko.SSHClient, hostname: str, key: paramiko.PKey) -> None:
+    def missing_host_key(
+        self, client: paramiko.SSHClient, hostname: str, key: paramiko.PKey
+    ) -> None:
         self.transport.verify_host_key(self.host, self.port, key.get_name(), key.asbytes())
 
 
@@ -132,7 +134,9 @@ class SshTransport:
         try:
             append_known_host(file, host, port, keytype, blob)
         except (OSError, ValueError) as exc:
-            raise HostKeyError(f"cannot record the new host key in {file}: {exc}", host=self.host)
+            raise HostKeyError(
+                f"cannot record the new host key in {file}: {exc}", host=self.host
+            ) from exc
         self._known = None
 
     def _restrict_to_known_types(self, host: str, port: int) -> dict[str, list[str]]:
@@ -141,7 +145,7 @@ class SshTransport:
         if not known_types:
             return {}
         wanted = {alg for t in known_types for alg in _ALGORITHMS.get(t, (t,))}
-        offered = paramiko.Transport._preferred_keys
+        offered: tuple[str, ...] = getattr(paramiko.Transport, "_preferred_keys", ())
         return {"keys": [alg for alg in offered if alg not in wanted]}
 
     # -- connecting -----------------------------------------------------------------
@@ -152,7 +156,9 @@ class SshTransport:
             try:
                 ssh_config = paramiko.SSHConfig.from_path(str(s.ssh_config))
             except (OSError, paramiko.SSHException) as exc:
-                raise ConnectError(f"cannot read ssh_config {s.ssh_config}: {exc}", host=self.host)
+                raise ConnectError(
+                    f"cannot read ssh_config {s.ssh_config}: {exc}", host=self.host
+                ) from exc
         config = Config(ssh_config=ssh_config, lazy=True)
         connect_kwargs: dict[str, Any] = {
             "banner_timeout": s.connect_timeout,
@@ -204,7 +210,9 @@ class SshTransport:
                 hint=self._auth_hint(),
             ) from exc
         except paramiko.SSHException as exc:
-            raise ConnectError(f"SSH handshake with {self.target} failed: {exc}", host=self.host) from exc
+            raise ConnectError(
+                f"SSH handshake with {self.target} failed: {exc}", host=self.host
+            ) from exc
         except OSError as exc:
             raise self._socket_error(exc, conn.host, conn.port) from exc
         transport = conn.client.get_transport()
@@ -230,7 +238,9 @@ class SshTransport:
     def _socket_error(self, exc: OSError, host: str, port: int) -> ConnectError:
         where = f"{host}:{port}"
         if isinstance(exc, socket.gaierror):
-            return ConnectError(f"cannot resolve host name {host!r}", host=self.host, hint="check hostname")
+            return ConnectError(
+                f"cannot resolve host name {host!r}", host=self.host, hint="check hostname"
+            )
         if isinstance(exc, TimeoutError):
             return ConnectError(
                 f"connection to {where} timed out after {self.settings.connect_timeout:g}s",
@@ -238,7 +248,9 @@ class SshTransport:
                 hint="is the host up and reachable? (connect_timeout)",
             )
         if exc.errno == errno.ECONNREFUSED:
-            return ConnectError(f"connection refused by {where}", host=self.host, hint="is sshd running?")
+            return ConnectError(
+                f"connection refused by {where}", host=self.host, hint="is sshd running?"
+            )
         return ConnectError(f"cannot connect to {where}: {exc.strerror or exc}", host=self.host)
 
     # -- running --------------------------------------------------------------------

@@ -1,0 +1,1 @@
+"""Test infrastructure: real OpenSSH sshd servers on loopback and real release trees."""
