@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from oneoff.output import Terminal
     from oneoff.plan import Invocation
 
-BUILTINS = ("releases", "tasks", "hosts")
+BUILTINS = ("releases", "tasks", "hosts", "audit")
 RAW = "raw_command"
 
 
@@ -135,6 +135,15 @@ Examples:
     "--parallel", type=click.IntRange(min=1), default=32, show_default=True, help="Hosts at once."
 )
 @click.option("--fail-fast", is_flag=True, help="Start no new host after a failure.")
+@click.option(
+    "--retries",
+    type=click.IntRange(min=0),
+    default=0,
+    help="Retry a failed connection this many times, with backoff (never a started command).",
+)
+@click.option(
+    "--since", metavar="DURATION", callback=_duration, help="audit: only runs started since."
+)
 @click.option("--json", "as_json", is_flag=True, help="JSON Lines events on stdout.")
 @click.option("--dry-run", is_flag=True, help="Print the resolved plan per host; run nothing.")
 @click.option(
@@ -277,6 +286,7 @@ def _run(words: tuple[str, ...], raw: bool, opts: dict[str, Any]) -> int:
         parallel=opts["parallel"],
         fail_fast=opts["fail_fast"],
         accept_new_host_keys=bool(opts.get("accept_new_host_keys")),
+        retries=opts["retries"],
     )
     hosts = _which_hosts(inventory, targets, invocation, opts, policy, settings, terminal)
     if invocation.tty and len(hosts) > 1:

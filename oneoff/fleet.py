@@ -12,6 +12,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from oneoff.audit import LocalJournal
 from oneoff.errors import CannotRun, OneoffError, UsageError
 from oneoff.plan import Invocation, build_spec, probe_request
 from oneoff.result import HostResult, RunSpec, new_run_id, operator_identity
@@ -33,6 +34,7 @@ class Policy:
     fail_fast: bool = False
     max_fail: int | None = None
     accept_new_host_keys: bool = False
+    retries: int = 0
 
     def __post_init__(self) -> None:
         if self.parallel < 1:
@@ -91,6 +93,7 @@ def run_hosts(
 ) -> list[HostResult]:
     """Run on *hosts*, at most ``policy.parallel`` at once; one result per host, in host order."""
     operator = operator_identity()
+    journal = LocalJournal()
     results: dict[str, HostResult] = {}
     failures = 0
     stop_starting = threading.Event()
@@ -107,6 +110,8 @@ def run_hosts(
             stdin=stdin_for(host) if stdin_for else None,  # type: ignore[arg-type]
             alive_interval=s.alive_interval,
             alive_count_max=s.alive_count_max,
+            retries=policy.retries,
+            journal=journal,
         )
         interrupts.add(session)
         run_id = new_run_id()

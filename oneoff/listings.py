@@ -39,6 +39,8 @@ def run(
 ) -> int:
     if name == "hosts":
         return hosts(inventory, opts, terminal)
+    if name == "audit":
+        return audit(inventory, opts, overrides, terminal)
     if not opts["targets"]:
         raise UsageError(f"`oneoff {name}` needs a target", hint=f"oneoff {name} -H HOST|GROUP")
     from oneoff import fleet
@@ -171,3 +173,59 @@ def hosts(inventory: Inventory, opts: dict[str, Any], terminal: Terminal) -> int
         rows.append((name, address, ",".join(groups) or "-", ",".join(s.roles) or "-", primary))
     _emit(terminal, opts, records, table(rows))
     return 0
+
+
+def audit(
+    inventory: Inventory, opts: dict[str, Any], overrides: Overrides, terminal: Terminal
+) -> int:
+    """Read each host's audit.jsonl: one row per run, oldest first."""
+    if not opts["targets"]:
+        raise UsageError("`oneoff audit` needs a target", hint="oneoff audit -H HOST|GROUP")
+    from concurrent.futures import ThreadPoolExecutor
+
+    from oneoff import audit as trail
+    from oneoff import fleet
+    from oneoff.session import collect
+
+    targets = inventory.select(opts["targets"])
+    policy = fleet.Policy(accept_new_host_keys=bool(opts.get("accept_new_host_keys")))
+
+    def read(host: str) -> list[dict[str, Any]] | OneoffError:
+        s = inventory.settings(host, overrides)
+        transport = fleet.make_transport(s, policy)
+        try:
+            data = collect(transport, trail.audit_read_script(s.state_dir), s.connect_timeout + 20)
+            return trail.runs(trail.parse_records(data, host))
+        except OneoffError as exc:
+            return exc
+        finally:
+            transport.close()
+
+    with ThreadPoolExecutor(max_workers=min(opts["parallel"], len(targets))) as pool:
+        found = dict(zip(targets, pool.map(read, targets), strict=True))
+    status = 0
+    rows: list[dict[str, Any]] = []
+    for got in found.values():
+        if isinstance(got, OneoffError):
+            terminal.message(str(got))
+            status = 255
+            continue
+        rows.extend(trail.since_filter(got, opts.get("since")))
+    rows.sort(key=lambda r: str(r.get("start") or ""))
+    table_rows = [("STARTED", "HOST", "RUN", "OPERATOR", "RELEASE", "RESULT", "COMMAND")]
+    for r in rows:
+        operator = r.get("operator") or {}
+        who = "@".join(filter(None, [operator.get("user"), operator.get("machine")]))
+        table_rows.append(
+            (
+                str(r.get("start") or "?"),
+                str(r.get("host")),
+                str(r.get("run_id")),
+                who or "?",
+                str(r.get("release_id") or "-"),
+                trail.outcome(r),
+                str(r.get("command") or ""),
+            )
+        )
+    _emit(terminal, opts, rows, table(table_rows))
+    return status

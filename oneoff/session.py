@@ -14,10 +14,20 @@ import queue
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
-from oneoff.errors import AgentError, CannotRun, ConnectionLost, LockBusy, OneoffError, ReleaseError
+from oneoff.errors import (
+    AgentError,
+    CannotRun,
+    ConnectError,
+    ConnectionLost,
+    HostKeyError,
+    LockBusy,
+    OneoffError,
+    ReleaseError,
+)
 from oneoff.release import (
     ProbeRequest,
     ResolvedRelease,
@@ -29,6 +39,7 @@ from oneoff.remote import agent as proto
 from oneoff.result import HostResult, RunSpec
 
 if TYPE_CHECKING:
+    from oneoff.audit import LocalJournal
     from oneoff.output import Reporter
     from oneoff.transport.base import RemoteProcess, Transport
 
@@ -45,6 +56,39 @@ def agent_source() -> bytes:
         parts = [(here / name).read_text() for name in ("envfile.py", "agent.py")]
         _AGENT_SOURCE = "\n".join(parts).encode()
     return _AGENT_SOURCE
+
+
+def connect_with_retries(transport: Transport, retries: int) -> None:
+    """Retry connection errors only (refused, timed out, unreachable) with backoff.
+
+    Never a host-key or authentication failure, and never once a command has started:
+    that is the caller's to decide, and retrying it could run a migration twice.
+    """
+    delay = 1.0
+    for attempt in range(retries + 1):
+        try:
+            transport.connect()
+            return
+        except HostKeyError:
+            raise
+        except ConnectError as exc:
+            if attempt == retries or "authentication" in exc.message or "passphrase" in exc.message:
+                raise
+            time.sleep(delay)
+            delay = min(delay * 2, 30.0)
+
+
+def collect(transport: Transport, script: str, timeout: float) -> bytes:
+    """Run a read-only sh *script* and return its whole stdout (audit, ps, logs)."""
+    transport.connect()
+    process = transport.start(script)
+    try:
+        chunks = []
+        while chunk := _recv(process, timeout, transport.host):
+            chunks.append(chunk)
+        return b"".join(chunks)
+    finally:
+        process.close()
 
 
 def probe_only(transport: Transport, request: ProbeRequest, timeout: float) -> ResolvedRelease:
@@ -96,11 +140,15 @@ class Session:
         stdin: IO[bytes] | None = None,
         alive_interval: float = 10.0,
         alive_count_max: int = 3,
+        retries: int = 0,
+        journal: LocalJournal | None = None,
     ) -> None:
         self.transport = transport
         self.host = transport.host
         self.reporter = reporter
         self.stdin = stdin
+        self.retries = retries
+        self.journal = journal
         self.alive_interval = alive_interval
         self.silence_limit = alive_interval * alive_count_max
         self._control: queue.Queue[bytes | None] = queue.Queue()
@@ -135,7 +183,7 @@ class Session:
         release: ResolvedRelease | None = None
         spec: RunSpec | None = None
         try:
-            self.transport.connect()
+            connect_with_retries(self.transport, self.retries)
             process = self.transport.start(probe_script(request, "run", proto.BOOT))
             try:
                 process.send(proto.encode_frame(b"A", agent_source()))
@@ -149,9 +197,14 @@ class Session:
                 if on_release is not None:
                     on_release(release)
                 spec = plan(release)
+                key = self.transport.key_fingerprint()
+                if key:
+                    spec = replace(spec, operator={**spec.operator, "key": key})
                 payload = json.dumps(spec.to_agent(proto.PROTOCOL_VERSION)).encode()
                 process.send(proto.encode_frame(proto.SPEC, payload))
                 self.reporter.started(self.host, release, spec)
+                if self.journal is not None:
+                    self.journal.start(spec, release)
                 result = self._stream(process, spec, release, split[1], started)
             finally:
                 self._done.set()
@@ -168,6 +221,8 @@ class Session:
             )
         finally:
             self.transport.close()
+        if self.journal is not None:
+            self.journal.end(result)
         self.reporter.finished(result)
         return result
 

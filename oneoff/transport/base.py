@@ -35,6 +35,9 @@ class Transport(Protocol):
     def start(self, script: str) -> RemoteProcess:
         """Run a POSIX sh *script* on the host."""
 
+    def key_fingerprint(self) -> str | None:
+        """SHA256 fingerprint of the key we logged in with, for the audit trail."""
+
     def describe(self) -> str:
         """Where this transport goes, for dry runs and errors (``ssh deploy@10.0.0.11:22``)."""
 

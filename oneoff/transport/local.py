@@ -88,6 +88,9 @@ class LocalTransport:
     def start(self, script: str) -> LocalProcess:
         return LocalProcess(script)
 
+    def key_fingerprint(self) -> str | None:
+        return None
+
     def describe(self) -> str:
         return "local"
 

@@ -269,6 +269,11 @@ class SshTransport:
             raise ConnectError(f"cannot start a session: {exc}", host=self.host) from exc
         return SshProcess(channel)
 
+    def key_fingerprint(self) -> str | None:
+        transport = self._conn.client.get_transport() if self._conn else None
+        key = getattr(getattr(transport, "auth_handler", None), "private_key", None)
+        return str(key.fingerprint) if key is not None else None
+
     def describe(self) -> str:
         return f"ssh {self.target}"
 
