@@ -231,13 +231,9 @@ def _invocation(words: tuple[str, ...], raw: bool, opts: dict[str, Any]) -> Invo
         kind, rest = "task", words
     tty = opts.get("tty")
     term = os.environ.get("TERM")
-    winsize = None
-    if tty is not False:
-        try:
-            size = os.get_terminal_size(sys.stdout.fileno())
-            winsize = (size.lines, size.columns)
-        except OSError:
-            pass
+    from oneoff.terminal import window_size
+
+    winsize = window_size() if tty is not False else None
     return Invocation(
         kind=kind,  # type: ignore[arg-type]
         words=tuple(rest),
@@ -309,7 +305,9 @@ def _run(words: tuple[str, ...], raw: bool, opts: dict[str, Any]) -> int:
         reporter = PrefixReporter(terminal, hosts, quiet=opts["quiet"])
     interrupts = fleet.Interrupts()
     stdin = sys.stdin.buffer if len(hosts) == 1 and invocation.mode == "run" else None
-    with _signals(interrupts), _raw_terminal(invocation.tty and sys.stdin.isatty()):
+    from oneoff.terminal import raw_mode
+
+    with _signals(interrupts), raw_mode(bool(invocation.tty) and sys.stdin.isatty()):
         results = fleet.run_hosts(
             hosts,
             settings,
@@ -319,6 +317,7 @@ def _run(words: tuple[str, ...], raw: bool, opts: dict[str, Any]) -> int:
             policy,
             interrupts,
             stdin_for=(lambda _h: stdin) if stdin is not None else None,
+            escape=bool(invocation.tty) and sys.stdin.isatty(),
         )
     if invocation.mode == "plan":
         _show_plans(results, terminal, opts["as_json"])
@@ -411,34 +410,20 @@ class _signals:
         def handler(signum: int, _frame: object) -> None:
             self.interrupts.interrupt()
 
+        def resized(_signum: int, _frame: object) -> None:
+            from oneoff.terminal import window_size
+
+            size = window_size()
+            if size is not None:
+                self.interrupts.resize(*size)
+
         for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
             self.saved[signum] = signal.signal(signum, handler)
+        self.saved[signal.SIGWINCH] = signal.signal(signal.SIGWINCH, resized)
 
     def __exit__(self, *exc: object) -> None:
         for signum, previous in self.saved.items():
             signal.signal(signum, previous)
-
-
-class _raw_terminal:
-    """Local terminal in raw mode for a PTY run, restored on every way out."""
-
-    def __init__(self, enabled: bool | None) -> None:
-        self.enabled = bool(enabled)
-        self.saved: Any = None
-
-    def __enter__(self) -> None:
-        if self.enabled:
-            import termios
-            import tty
-
-            self.saved = termios.tcgetattr(0)
-            tty.setraw(0)
-
-    def __exit__(self, *exc: object) -> None:
-        if self.saved is not None:
-            import termios
-
-            termios.tcsetattr(0, termios.TCSADRAIN, self.saved)
 
 
 def _builtin(name: str, opts: dict[str, Any]) -> int:

@@ -75,6 +75,10 @@ class Interrupts:
         for session in list(self.sessions):
             session.interrupt()
 
+    def resize(self, rows: int, cols: int) -> None:
+        for session in list(self.sessions):
+            session.resize(rows, cols)
+
     @property
     def stopping(self) -> bool:
         return self.count > 0
@@ -90,6 +94,7 @@ def run_hosts(
     interrupts: Interrupts,
     *,
     stdin_for: Callable[[str], object] | None = None,
+    escape: bool = False,
 ) -> list[HostResult]:
     """Run on *hosts*, at most ``policy.parallel`` at once; one result per host, in host order."""
     operator = operator_identity()
@@ -112,6 +117,7 @@ def run_hosts(
             alive_count_max=s.alive_count_max,
             retries=policy.retries,
             journal=journal,
+            escape=escape,
         )
         interrupts.add(session)
         run_id = new_run_id()

@@ -10,6 +10,7 @@ both ways too, so a dead link is noticed on both ends without sshd's help.
 from __future__ import annotations
 
 import json
+import os
 import queue
 import threading
 import time
@@ -37,6 +38,7 @@ from oneoff.release import (
 )
 from oneoff.remote import agent as proto
 from oneoff.result import HostResult, RunSpec
+from oneoff.terminal import EscapeFilter
 
 if TYPE_CHECKING:
     from oneoff.audit import LocalJournal
@@ -44,6 +46,7 @@ if TYPE_CHECKING:
     from oneoff.transport.base import RemoteProcess, Transport
 
 READ_SIZE = 1 << 18
+TICK = 1.0  # how often the reader looks up from the channel (abort flag, silence clock)
 STDIN_CHUNK = 1 << 18  # forwarded stdin per frame (well under the agent's MAX_FRAME)
 _AGENT_SOURCE: bytes | None = None
 
@@ -142,6 +145,7 @@ class Session:
         alive_count_max: int = 3,
         retries: int = 0,
         journal: LocalJournal | None = None,
+        escape: bool = False,
     ) -> None:
         self.transport = transport
         self.host = transport.host
@@ -154,6 +158,8 @@ class Session:
         self._control: queue.Queue[bytes | None] = queue.Queue()
         self._interrupts = 0
         self._done = threading.Event()
+        self._aborted = False
+        self.escape = escape
 
     # -- called from other threads / signal handlers --------------------------------
     def interrupt(self) -> None:
@@ -246,6 +252,7 @@ class Session:
         failure: OneoffError | None = None
         plan: dict[str, Any] | None = None
         data = early
+        silent_since = time.monotonic()
         while True:
             if data:
                 for kind, payload in reader.feed(data):
@@ -270,20 +277,30 @@ class Session:
                             )
                         elif name == "error":
                             failure = _agent_error(self.host, event)
+            received: bytes | None
             try:
-                data = process.recv(READ_SIZE, self.silence_limit)
+                received = process.recv(READ_SIZE, TICK)
             except TimeoutError:
+                received = None
+            except OSError as exc:
+                raise ConnectionLost(f"connection lost: {exc}", host=self.host) from exc
+            if self._aborted:
+                raise ConnectionLost(
+                    "session closed with ~.", host=self.host, hint="the agent stops the command"
+                )
+            data = received or b""
+            if received is not None:
+                if not received:
+                    break  # EOF: the agent has exited
+                silent_since = time.monotonic()
+            elif time.monotonic() - silent_since > self.silence_limit:
                 if outcome is not None or plan is not None:
                     break
                 raise ConnectionLost(
                     f"connection lost (nothing heard for {self.silence_limit:g}s)",
                     host=self.host,
                     hint="the agent on the host stops the command when our heartbeats stop",
-                ) from None
-            except OSError as exc:
-                raise ConnectionLost(f"connection lost: {exc}", host=self.host) from exc
-            if not data:
-                break
+                )
         duration = time.monotonic() - started
         if failure is not None:
             raise failure
@@ -341,12 +358,24 @@ class Session:
     def _stdin_loop(self, process: RemoteProcess) -> None:
         """Forward our stdin in large frames, then EOF (``oneoff ... < dump.json``)."""
         assert self.stdin is not None
-        read = getattr(self.stdin, "read1", self.stdin.read)
+        # os.read on the descriptor, not the buffered object: a daemon thread blocked inside
+        # BufferedReader holds its lock, and the interpreter aborts at exit on that lock.
+        fd = self.stdin.fileno()
+
+        def read(size: int) -> bytes:
+            return os.read(fd, size)
+
+        escape = EscapeFilter() if self.escape else None
         try:
             while not self._done.is_set():
                 chunk = read(STDIN_CHUNK)
                 if not chunk:
                     break
+                if escape is not None:
+                    chunk, hang_up = escape.feed(chunk)
+                    if hang_up:
+                        self._aborted = True
+                        return
                 process.send(proto.encode_frame(proto.STDIN, chunk))
             process.send(proto.encode_frame(proto.STDIN_EOF))
         except (OSError, ValueError, EOFError):

@@ -491,7 +491,8 @@ class Supervisor:
             for fd, mask in ready:
                 if fd == wake_r:
                     _drain(wake_r)
-                elif fd == agent.fd_in:
+                    continue
+                if fd == agent.fd_in:
                     if mask & select.POLLIN:
                         data = _read(fd)
                     else:
@@ -501,7 +502,8 @@ class Supervisor:
                         self.on_client_bytes(data)
                     elif data is not None:
                         self.lose_client("stdin closed")
-                elif fd == agent.fd_out:
+                    continue
+                if fd == agent.fd_out:
                     try:
                         n = os.write(fd, agent.out)
                         del agent.out[:n]
@@ -510,16 +512,19 @@ class Supervisor:
                         pass
                     except OSError:
                         self.lose_client("stdout closed")
-                elif fd == in_fd:
+                    continue
+                # a PTY master is both the command's input and its output: check both
+                if fd == in_fd and mask & (select.POLLOUT | select.POLLERR):
                     self.write_stdin(in_fd)
-                    if in_fd is not None and self.stdin_eof and not self.stdin_buf and not self.pty:
+                    if self.stdin_eof and not self.stdin_buf and not self.pty:
                         os.close(in_fd)
                         in_fd = None
-                elif fd in open_out:
+                        continue
+                if fd in open_out and mask & (select.POLLIN | select.POLLHUP | select.POLLERR):
                     data = _read(fd)
                     if data:
                         agent.send(encode_frame(STDERR if fd == err_fd else STDOUT, data))
-                    else:
+                    elif data is not None:
                         open_out.remove(fd)
                         if fd != self.master:
                             os.close(fd)

@@ -249,6 +249,7 @@ def start_sshd(
     listen: str = "127.0.0.1",
     port: int | None = None,
     extra_config: str = "",
+    command_prefix: Sequence[str] = (),
 ) -> SshServer:
     """Start an sshd listening on ``listen:port`` (a free port when None) and wait for it.
 
@@ -260,7 +261,15 @@ def start_sshd(
     ``extra_config`` is sshd_config text. sshd keeps the *first* value it reads for most
     keywords, so the lines before its first ``Match`` go above the built-in settings (and
     override them); ``Match`` blocks go at the end, where sshd requires them.
+
+    ``command_prefix`` is put before the sshd command line, e.g. ``["ip", "netns", "exec",
+    NS]`` to run the server inside a network namespace. The prefix must exec sshd (so the
+    child we hold *is* the sshd) and ``listen:port`` must be reachable from here (readiness
+    is probed from this process). Pass ``port`` with a prefix: a free port is otherwise
+    picked by binding ``listen`` in *our* network namespace.
     """
+    if command_prefix and port is None:
+        raise ValueError("start_sshd: pass port= together with command_prefix=")
     sshd = find_program("sshd")
     workdir = workdir.absolute()
     workdir.mkdir(parents=True, exist_ok=True)
@@ -300,7 +309,7 @@ def start_sshd(
             log_start = log.tell()
             started = time.monotonic()
             process = subprocess.Popen(
-                [sshd, "-D", "-e", "-f", str(config_path)],
+                [*command_prefix, sshd, "-D", "-e", "-f", str(config_path)],
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=log,
