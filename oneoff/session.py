@@ -240,7 +240,15 @@ class Session:
         early: bytes,
         started: float,
     ) -> HostResult:
-        threads = [threading.Thread(target=self._control_loop, args=(process,), daemon=True)]
+        """Command stdout arrives raw on the channel's stdout (its own thread); the agent's
+        frames (stderr, events, heartbeats) on the channel's stderr (this thread)."""
+        if early:
+            self.reporter.output(self.host, "stdout", early)
+        stdout_done = threading.Event()
+        threads = [
+            threading.Thread(target=self._control_loop, args=(process,), daemon=True),
+            threading.Thread(target=self._stdout_loop, args=(process, stdout_done), daemon=True),
+        ]
         if self.stdin is not None and spec.mode == "run":
             threads.append(threading.Thread(target=self._stdin_loop, args=(process,), daemon=True))
         else:
@@ -251,35 +259,13 @@ class Session:
         outcome: dict[str, Any] | None = None
         failure: OneoffError | None = None
         plan: dict[str, Any] | None = None
-        data = early
+        before_sync = b""  # what a shell printed on stderr before the agent started
+        synced = False
         silent_since = time.monotonic()
         while True:
-            if data:
-                for kind, payload in reader.feed(data):
-                    if kind == proto.STDOUT:
-                        self.reporter.output(self.host, "stdout", payload)
-                    elif kind == proto.STDERR:
-                        self.reporter.output(self.host, "stderr", payload)
-                    elif kind == proto.EVENT:
-                        event = json.loads(payload)
-                        name = event.pop("event")
-                        if name == "exit":
-                            outcome = event
-                        elif name == "plan":
-                            plan = event
-                        elif name == "lock_wait":
-                            self.reporter.notice(self.host, _lock_message(event, waiting=True))
-                        elif name == "lock_busy":
-                            failure = LockBusy(
-                                _lock_message(event, waiting=False),
-                                host=self.host,
-                                hint="wait for it, or pass --lock-wait DURATION",
-                            )
-                        elif name == "error":
-                            failure = _agent_error(self.host, event)
             received: bytes | None
             try:
-                received = process.recv(READ_SIZE, TICK)
+                received = process.recv_stderr(READ_SIZE, TICK)
             except TimeoutError:
                 received = None
             except OSError as exc:
@@ -288,19 +274,61 @@ class Session:
                 raise ConnectionLost(
                     "session closed with ~.", host=self.host, hint="the agent stops the command"
                 )
-            data = received or b""
-            if received is not None:
-                if not received:
-                    break  # EOF: the agent has exited
-                silent_since = time.monotonic()
-            elif time.monotonic() - silent_since > self.silence_limit:
-                if outcome is not None or plan is not None:
-                    break
-                raise ConnectionLost(
-                    f"connection lost (nothing heard for {self.silence_limit:g}s)",
-                    host=self.host,
-                    hint="the agent on the host stops the command when our heartbeats stop",
-                )
+            if received is None:
+                if time.monotonic() - silent_since > self.silence_limit:
+                    if outcome is not None or plan is not None:
+                        break
+                    raise ConnectionLost(
+                        f"connection lost (nothing heard for {self.silence_limit:g}s)",
+                        host=self.host,
+                        hint="the agent on the host stops the command when our heartbeats stop",
+                    )
+                continue
+            if not received:
+                break  # EOF: the agent has exited
+            silent_since = time.monotonic()
+            data = received
+            if not synced:
+                before_sync += received
+                mark = before_sync.find(proto.SYNC)
+                if mark < 0:
+                    before_sync = before_sync[-8192:]
+                    continue
+                synced = True
+                data = before_sync[mark + len(proto.SYNC) :]
+                before_sync = before_sync[:mark]
+            for kind, payload in reader.feed(data):
+                if kind == proto.STDERR:
+                    self.reporter.output(self.host, "stderr", payload)
+                elif kind == proto.STDOUT:  # a PTY run: the terminal's output
+                    self.reporter.output(self.host, "stdout", payload)
+                elif kind == proto.EVENT:
+                    event = json.loads(payload)
+                    name = event.pop("event")
+                    if name == "exit":
+                        outcome = event
+                    elif name == "plan":
+                        plan = event
+                    elif name == "lock_wait":
+                        self.reporter.notice(self.host, _lock_message(event, waiting=True))
+                    elif name == "lock_busy":
+                        failure = LockBusy(
+                            _lock_message(event, waiting=False),
+                            host=self.host,
+                            hint="wait for it, or pass --lock-wait DURATION",
+                        )
+                    elif name == "error":
+                        failure = _agent_error(self.host, event)
+        # the agent has exited: the rest of stdout is in flight or already here
+        while not stdout_done.wait(TICK):
+            if time.monotonic() - silent_since > self.silence_limit:
+                raise ConnectionLost("connection lost while reading output", host=self.host)
+        if not synced:
+            text = before_sync.decode("utf-8", "replace").strip()
+            detail = text.splitlines()[-1] if text else f"exit status {process.exit_status()}"
+            raise AgentError(
+                f"the agent did not start: {detail}", host=self.host, hint="run with --debug"
+            )
         duration = time.monotonic() - started
         if failure is not None:
             raise failure
@@ -320,7 +348,13 @@ class Session:
                 raise ConnectionLost(
                     "interrupted; the connection closed before the command ended", host=self.host
                 )
-            raise _script_died(self.host, process)
+            text = before_sync.decode("utf-8", "replace").strip()
+            raise AgentError(
+                "the agent ended without reporting an exit status"
+                + (f": {text.splitlines()[-1]}" if text else ""),
+                host=self.host,
+                hint="run with --debug",
+            )
         if outcome.get("client_lost"):
             raise ConnectionLost(
                 "the agent lost contact with us and stopped the command", host=self.host
@@ -338,6 +372,22 @@ class Session:
             interrupted=self._interrupts > 0 and outcome.get("status") != 0,
             duration=duration,
         )
+
+    def _stdout_loop(self, process: RemoteProcess, done: threading.Event) -> None:
+        """Pass the command's stdout through as it comes, until EOF."""
+        try:
+            while not self._aborted:
+                try:
+                    chunk = process.recv(READ_SIZE, TICK)
+                except TimeoutError:
+                    continue
+                if not chunk:
+                    break
+                self.reporter.output(self.host, "stdout", chunk)
+        except OSError:
+            pass
+        finally:
+            done.set()
 
     def _control_loop(self, process: RemoteProcess) -> None:
         """Heartbeats every alive_interval/2, and queued signals/resizes as they come."""

@@ -1,8 +1,9 @@
 # The oneoff agent: runs on the host, under the release's own venv Python, and
 # supervises one admin command. Standard library only, Python >= 3.8: it is sent
 # inline (after envfile.py's source) and executed by BOOT, so it must not import
-# oneoff. Client and agent speak in frames over the SSH channel's stdin/stdout
-# (see FRAME below); stderr carries nothing but a crash traceback.
+# oneoff. The client talks to the agent in frames on the channel's stdin; the agent
+# answers in frames on the channel's stderr (see FRAME and SYNC below), while the
+# command's stdout is the channel's stdout itself.
 import errno
 import fcntl
 import json
@@ -39,6 +40,10 @@ STDOUT = b"o"
 STDERR = b"e"
 EVENT = b"J"  # JSON: started, lock_wait, lock_busy, error, plan, exit
 ALIVE = b"h"  # the agent is alive; sent when nothing else was for alive_interval / 2
+# Frames travel on the agent's stderr; the command's stdout goes straight to the channel's
+# stdout, unframed and uncopied. SYNC starts the frame stream, so anything a shell printed
+# on stderr before the agent started is told apart from frames.
+SYNC = b"\x00oneoff-frames-1\x00"
 
 # BOOT is the whole of `python -c` on the host: it reads the agent's source as one
 # frame from stdin (unbuffered, so no byte meant for the command is swallowed) and runs it.
@@ -214,7 +219,7 @@ class Lock:
 class Agent:
     """One supervised run: env, lock, audit, then the command under a poll loop."""
 
-    def __init__(self, spec: Dict[str, Any], fd_in: int = 0, fd_out: int = 1) -> None:
+    def __init__(self, spec: Dict[str, Any], fd_in: int = 0, fd_out: int = 2) -> None:
         self.spec = spec
         self.fd_in = fd_in
         self.fd_out = fd_out
@@ -381,7 +386,9 @@ class Supervisor:
         self.env = env
 
     # -- starting the command ---------------------------------------------------
-    def spawn(self) -> Tuple[subprocess.Popen, int, Optional[int], Optional[int]]:  # type: ignore[type-arg]
+    def spawn(
+        self,
+    ) -> Tuple[subprocess.Popen, Optional[int], Optional[int], Optional[int]]:  # type: ignore[type-arg]
         spec = self.agent.spec
         argv = spec["argv"]
         if self.pty:
@@ -407,13 +414,13 @@ class Supervisor:
             cwd=spec["release"],
             env=self.env,
             stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
+            stdout=None,  # the channel's stdout itself: bulk output never passes through us
             stderr=subprocess.PIPE,
             start_new_session=True,
             preexec_fn=_die_with_agent,
         )
-        assert child.stdin and child.stdout and child.stderr
-        return child, child.stdout.fileno(), child.stderr.fileno(), child.stdin.fileno()
+        assert child.stdin and child.stderr
+        return child, None, child.stderr.fileno(), child.stdin.fileno()
 
     def loop(self) -> Dict[str, Any]:
         agent = self.agent
@@ -685,6 +692,7 @@ def _drain(fd: int) -> None:
 
 
 def main() -> int:
+    _write_all(2, SYNC)
     try:
         spec = read_spec(0)
     except EOFError:
@@ -692,6 +700,23 @@ def main() -> int:
     agent = Agent(spec)
     try:
         return agent.run()
+    except Exception as exc:  # an agent bug: report it as an event, never a raw traceback
+        where = ""
+        tb = exc.__traceback__
+        while tb is not None:
+            where = "line %d" % tb.tb_lineno
+            tb = tb.tb_next
+        os.set_blocking(agent.fd_out, True)
+        _write_all(agent.fd_out, bytes(agent.out))
+        _write_all(
+            agent.fd_out,
+            encode_event(
+                "error",
+                kind="agent",
+                message="agent failed at %s: %s" % (where, type(exc).__name__),
+            ),
+        )
+        return EXIT_NOT_RUN
     finally:
         if agent.lock is not None:
             agent.lock.close()

@@ -14,11 +14,14 @@ class RemoteProcess(Protocol):
     def recv(self, size: int, timeout: float | None) -> bytes:
         """Up to *size* bytes of stdout; ``b""`` at EOF; TimeoutError after *timeout* idle."""
 
+    def recv_stderr(self, size: int, timeout: float | None) -> bytes:
+        """Like recv, for stderr (where the agent's frames travel)."""
+
     def exit_status(self) -> int | None:
         """The script's exit status once stdout has ended (None when the host sent none)."""
 
     def stderr_tail(self) -> bytes:
-        """The last few KiB the script wrote to stderr (for error messages)."""
+        """What is left of stderr, up to a few KiB (for error messages when the script died)."""
 
     def close(self) -> None:
         """Release the channel or subprocess."""

@@ -7,12 +7,12 @@ exactly as it would over SSH.
 
 from __future__ import annotations
 
-import collections
 import contextlib
 import os
 import select
 import subprocess
 import threading
+from typing import IO
 
 STDERR_TAIL = 8192
 
@@ -30,42 +30,38 @@ class LocalProcess:
             start_new_session=True,
         )
         self._lock = threading.Lock()
-        self._stderr: collections.deque[bytes] = collections.deque()
-        self._stderr_size = 0
-        self._stderr_thread = threading.Thread(target=self._read_stderr, daemon=True)
-        self._stderr_thread.start()
-
-    def _read_stderr(self) -> None:
-        assert self._proc.stderr is not None
-        fd = self._proc.stderr.fileno()
-        while chunk := os.read(fd, 65536):
-            self._stderr.append(chunk)
-            self._stderr_size += len(chunk)
-            while self._stderr_size - len(self._stderr[0]) >= STDERR_TAIL:
-                self._stderr_size -= len(self._stderr.popleft())
 
     def send(self, data: bytes) -> None:
         assert self._proc.stdin is not None
         with self._lock:
             self._proc.stdin.write(data)
 
-    def recv(self, size: int, timeout: float | None) -> bytes:
-        assert self._proc.stdout is not None
-        fd = self._proc.stdout.fileno()
+    def _recv(self, pipe: IO[bytes] | None, size: int, timeout: float | None) -> bytes:
+        assert pipe is not None
+        fd = pipe.fileno()
         readable, _, _ = select.select([fd], [], [], timeout)
         if not readable:
             raise TimeoutError
         return os.read(fd, size)
 
+    def recv(self, size: int, timeout: float | None) -> bytes:
+        return self._recv(self._proc.stdout, size, timeout)
+
+    def recv_stderr(self, size: int, timeout: float | None) -> bytes:
+        return self._recv(self._proc.stderr, size, timeout)
+
     def exit_status(self) -> int | None:
         return self._proc.wait()
 
     def stderr_tail(self) -> bytes:
-        self._stderr_thread.join(timeout=1.0)
-        return b"".join(self._stderr)[-STDERR_TAIL:]
+        chunks = []
+        with contextlib.suppress(TimeoutError, OSError):
+            while chunk := self.recv_stderr(65536, 1.0):
+                chunks.append(chunk)
+        return b"".join(chunks)[-STDERR_TAIL:]
 
     def close(self) -> None:
-        for pipe in (self._proc.stdin, self._proc.stdout):
+        for pipe in (self._proc.stdin, self._proc.stdout, self._proc.stderr):
             if pipe is not None:
                 with contextlib.suppress(OSError):
                     pipe.close()

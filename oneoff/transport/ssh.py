@@ -55,6 +55,13 @@ class SshProcess:
         except TimeoutError as exc:
             raise TimeoutError from exc
 
+    def recv_stderr(self, size: int, timeout: float | None) -> bytes:
+        self._channel.settimeout(timeout)
+        try:
+            return self._channel.recv_stderr(size)
+        except TimeoutError as exc:
+            raise TimeoutError from exc
+
     def exit_status(self) -> int | None:
         status = self._channel.recv_exit_status()
         return None if status == -1 else status

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 import select
@@ -30,7 +31,7 @@ class Terminal:
             stdout=self.slave,
             stderr=self.slave,
             start_new_session=True,
-            preexec_fn=lambda: fcntl.ioctl(0, termios.TIOCSCTTY, 0),  # noqa: PLW1509
+            preexec_fn=lambda: fcntl.ioctl(0, termios.TIOCSCTTY, 0),
             env={**os.environ, "TERM": "xterm-256color"},
         )
         self.output = b""
@@ -66,10 +67,8 @@ class Terminal:
         while self.proc.poll() is None and time.monotonic() < deadline:
             ready, _, _ = select.select([self.master], [], [], 0.1)
             if ready:
-                try:
+                with contextlib.suppress(OSError):
                     self.output += os.read(self.master, 65536)
-                except OSError:
-                    pass
         return self.proc.wait(timeout=1)
 
     def attrs(self) -> list[object]:
