@@ -36,7 +36,7 @@ from oneoff.release import (
     probe_script,
     split_probe_output,
 )
-from oneoff.remote import agent as proto
+from oneoff.remote import protocol as proto
 from oneoff.result import HostResult, RunSpec
 from oneoff.terminal import EscapeFilter
 
@@ -52,11 +52,11 @@ _AGENT_SOURCE: bytes | None = None
 
 
 def agent_source() -> bytes:
-    """The program the host runs: the env-file parser, then the agent (both stdlib only)."""
+    """The program the host runs: env-file parser, protocol, agent (all stdlib only)."""
     global _AGENT_SOURCE
     if _AGENT_SOURCE is None:
         here = Path(proto.__file__).parent
-        parts = [(here / name).read_text() for name in ("envfile.py", "agent.py")]
+        parts = [(here / name).read_text() for name in ("envfile.py", "protocol.py", "agent.py")]
         _AGENT_SOURCE = "\n".join(parts).encode()
     return _AGENT_SOURCE
 

@@ -10,6 +10,7 @@ The sshd's files (config, host key, ``sshd.log``) stay in pytest's temporary dir
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
@@ -23,6 +24,26 @@ from support.sshd import (
     make_client_key,
     start_sshd,
 )
+
+
+@pytest.fixture(scope="session", autouse=True)
+def private_xdg_dirs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Keep oneoff's inventory cache and local audit journal out of the developer's home.
+
+    Set in os.environ so every oneoff subprocess the tests start inherits it.
+    """
+    base = tmp_path_factory.mktemp("xdg")
+    saved = {key: os.environ.get(key) for key in ("XDG_CACHE_HOME", "XDG_STATE_HOME")}
+    os.environ["XDG_CACHE_HOME"] = str(base / "cache")
+    os.environ["XDG_STATE_HOME"] = str(base / "state")
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
 
 
 @pytest.fixture(scope="session")

@@ -68,7 +68,10 @@ def test_ctrl_d_ends_the_session(repl: Terminal) -> None:
 
 def test_escape_sequence_closes_a_hung_session_and_stops_the_command(ssh_host: SshHost) -> None:
     marker = f"oneoff-hung-{uuid.uuid4()}"
-    code = "import signal, time; signal.signal(signal.SIGINT, signal.SIG_IGN); print('hung'); time.sleep(120)"
+    code = (
+        "import signal, time; signal.signal(signal.SIGINT, signal.SIG_IGN); "
+        "print('hung'); time.sleep(120)"
+    )
     term = Terminal(["-H", "web1", "--", "python", "-c", code, marker], ssh_host.inventory)
     try:
         term.expect(b"hung")

@@ -13,12 +13,12 @@ import pytest
 from oneoff.errors import InventoryError, UsageError
 from oneoff.inventory import (
     INVENTORY_ENV,
-    MODELS,
     Inventory,
     Overrides,
     find_inventory,
     load_inventory,
 )
+from oneoff.inventory_schema import MODELS
 from oneoff.tasks import Task
 
 REPO = Path(__file__).resolve().parent.parent
@@ -772,3 +772,43 @@ def test_a_task_written_as_a_bare_string_asks_for_a_mapping(tmp_path: Path) -> N
 def test_a_numeric_host_name_is_shown_as_a_key_not_a_position(tmp_path: Path) -> None:
     message = load_error(tmp_path, MINIMAL + "  2: {}\n")
     assert "inv.yaml:5: hosts.2: expected a string, got 2 (write it in quotes)" in message
+
+
+def test_unchanged_inventory_is_loaded_from_the_cache_without_pydantic(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    path = tmp_path / "oneoff.yaml"
+    path.write_text(MINIMAL)
+    first = load_inventory(path)
+    probe = (
+        "import sys; from pathlib import Path; from oneoff.inventory import load_inventory; "
+        f"inv = load_inventory(Path({str(path)!r})); "
+        "print(sorted(inv.hosts), 'pydantic' in sys.modules, 'ruamel' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, check=True, text=True)
+    assert out.stdout.split(maxsplit=1)[1].strip() == "False False"
+    assert out.stdout.startswith(str(sorted(first.hosts)))
+
+
+def test_edited_inventory_is_validated_again(tmp_path: Path) -> None:
+    path = tmp_path / "oneoff.yaml"
+    path.write_text(MINIMAL)
+    load_inventory(path)
+    path.write_text(MINIMAL + "  bad:\n    colour: blue\n")
+    with pytest.raises(InventoryError, match="colour"):
+        load_inventory(path)
+
+
+def test_corrupt_cache_entry_is_ignored(tmp_path: Path) -> None:
+    import os
+
+    path = tmp_path / "oneoff.yaml"
+    path.write_text(MINIMAL)
+    expected = load_inventory(path)
+    cache = Path(os.environ["XDG_CACHE_HOME"]) / "oneoff" / "inventories"
+    for entry in cache.iterdir():
+        entry.write_text("{not json")
+    again = load_inventory(path)
+    assert again.hosts == expected.hosts
+    assert again.settings(expected.hosts[0]) == expected.settings(expected.hosts[0])

@@ -1,6 +1,6 @@
 # The oneoff agent: runs on the host, under the release's own venv Python, and
 # supervises one admin command. Standard library only, Python >= 3.8: it is sent
-# inline (after envfile.py's source) and executed by BOOT, so it must not import
+# inline (after envfile.py's and protocol.py's sources) and executed by BOOT, so it must not import
 # oneoff. The client talks to the agent in frames on the channel's stdin; the agent
 # answers in frames on the channel's stderr (see FRAME and SYNC below), while the
 # command's stdout is the channel's stdout itself.
@@ -18,83 +18,33 @@ import time
 from contextlib import suppress
 from typing import Any, Dict, List, Optional, Tuple
 
-# Imported as a module on the client and in tests; shipped inline, envfile's source
-# precedes this one and the import fails harmlessly.
+# Imported as a module on the client and in tests; shipped inline, the sources of
+# envfile.py and protocol.py precede this one and the imports fail harmlessly.
 with suppress(ImportError):
     from oneoff.remote.envfile import EnvFileError, load_env_files
-
-PROTOCOL_VERSION = 1
-
-# A frame is a 1-byte kind, a 4-byte big-endian length, then the payload.
-FRAME = struct.Struct(">cI")
-MAX_FRAME = 1 << 20
-# client -> agent
-SPEC = b"S"  # the run's JSON spec; first frame after the agent's source
-STDIN = b"I"  # bytes for the command's stdin
-STDIN_EOF = b"Z"  # the client's stdin ended
-SIGNAL = b"K"  # a signal name (INT, TERM, HUP, KILL) for the command's process group
-HEARTBEAT = b"H"  # the client is alive; sent every alive_interval / 2
-WINCH = b"W"  # JSON [rows, cols]: the local terminal was resized (PTY runs)
-# agent -> client
-STDOUT = b"o"
-STDERR = b"e"
-EVENT = b"J"  # JSON: started, lock_wait, lock_busy, error, plan, exit
-ALIVE = b"h"  # the agent is alive; sent when nothing else was for alive_interval / 2
-# Frames travel on the agent's stderr; the command's stdout goes straight to the channel's
-# stdout, unframed and uncopied. SYNC starts the frame stream, so anything a shell printed
-# on stderr before the agent started is told apart from frames.
-SYNC = b"\x00oneoff-frames-1\x00"
-
-# BOOT is the whole of `python -c` on the host: it reads the agent's source as one
-# frame from stdin (unbuffered, so no byte meant for the command is swallowed) and runs it.
-BOOT = (
-    "import os,struct\n"
-    "def _oneoff_read(n):\n"
-    " b=b''\n"
-    " while len(b)<n:\n"
-    "  c=os.read(0,n-len(b))\n"
-    "  if not c:raise SystemExit(0)\n"
-    "  b+=c\n"
-    " return b\n"
-    "k,n=struct.unpack('>cI',_oneoff_read(5))\n"
-    "exec(compile(_oneoff_read(n),'oneoff-agent','exec'))\n"
-)
+    from oneoff.remote.protocol import (
+        ALIVE,
+        FRAME,
+        MAX_FRAME,
+        PROTOCOL_VERSION,
+        SIGNAL,
+        SPEC,
+        STDERR,
+        STDIN,
+        STDIN_EOF,
+        STDOUT,
+        SYNC,
+        WINCH,
+        FrameReader,
+        encode_event,
+        encode_frame,
+    )
 
 CHUNK = 1 << 16
 BUFFER_LIMIT = 1 << 20  # bytes held per direction before back-pressure applies
 DRAIN_AFTER_EXIT = 2.0  # seconds to collect output left by a finished command's children
 EXIT_LOCK_BUSY = 75
 EXIT_NOT_RUN = 255
-
-
-def encode_frame(kind: bytes, payload: bytes = b"") -> bytes:
-    return FRAME.pack(kind, len(payload)) + payload
-
-
-def encode_event(event: str, **fields: Any) -> bytes:
-    fields["event"] = event
-    return encode_frame(EVENT, json.dumps(fields, sort_keys=True).encode())
-
-
-class FrameReader:
-    """Incremental frame parser: feed bytes, take whole frames."""
-
-    def __init__(self) -> None:
-        self._buf = bytearray()
-
-    def feed(self, data: bytes) -> List[Tuple[bytes, bytes]]:
-        self._buf += data
-        frames = []
-        while len(self._buf) >= FRAME.size:
-            kind, size = FRAME.unpack_from(self._buf)
-            if size > MAX_FRAME:
-                raise ValueError("frame too large: %d bytes" % size)
-            end = FRAME.size + size
-            if len(self._buf) < end:
-                break
-            frames.append((kind, bytes(self._buf[FRAME.size : end])))
-            del self._buf[:end]
-        return frames
 
 
 def _now_iso() -> str:
@@ -224,7 +174,7 @@ class Agent:
         self.fd_in = fd_in
         self.fd_out = fd_out
         self.state = StateDir(spec["state_dir"])
-        self.lock = None  # type: Optional[Lock]
+        self.lock: Optional[Lock] = None
         self.out = bytearray()  # frames waiting for the client
         self.early = bytearray()  # client frames that arrived before the command started
         self.started = time.time()
@@ -376,13 +326,13 @@ class Supervisor:
         self.kill_after = float(spec.get("kill_after") or 10.0)
         self.reader = FrameReader()
         self.stdin_buf = bytearray()
-        self.master = None  # type: Optional[int]
+        self.master: Optional[int] = None
         self.stdin_eof = False
         self.client_lost = False
         self.timed_out = False
-        self.stop_reason = None  # type: Optional[str]
-        self.kill_at = None  # type: Optional[float]
-        self.outcome = {}  # type: Dict[str, Any]
+        self.stop_reason: Optional[str] = None
+        self.kill_at: Optional[float] = None
+        self.outcome: Dict[str, Any] = {}
         self.env = env
 
     # -- starting the command ---------------------------------------------------
@@ -430,7 +380,7 @@ class Supervisor:
         signal.set_wakeup_fd(wake_w)
         for signum in (signal.SIGCHLD, signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
             signal.signal(signum, self.on_signal)
-        self.signals = []  # type: List[int]
+        self.signals: List[int] = []
         try:
             child, out_fd, err_fd, in_fd = self.spawn()
         except OSError as exc:
@@ -455,13 +405,13 @@ class Supervisor:
         open_out = [fd for fd in (out_fd, err_fd) if fd is not None]
         if in_fd is not None:
             os.set_blocking(in_fd, False)
-        exited_at = None  # type: Optional[float]
-        status = None  # type: Optional[int]
+        exited_at: Optional[float] = None
+        status: Optional[int] = None
         poller = select.poll()
         while True:
             now = time.time()
             # what to watch this round
-            registered = {}  # type: Dict[int, int]
+            registered: Dict[int, int] = {}
             want_in = len(self.stdin_buf) < BUFFER_LIMIT and not self.client_lost
             if not self.client_lost:
                 # paused for back-pressure, still watch for hang-up (poll always reports it)
@@ -573,13 +523,13 @@ class Supervisor:
         return self.describe(status)
 
     def describe(self, status: int) -> Dict[str, Any]:
-        outcome = {
+        outcome: Dict[str, Any] = {
             "status": status if status >= 0 else None,
             "signal": signal.Signals(-status).name if status < 0 else None,
             "signal_number": -status if status < 0 else None,
             "timed_out": self.timed_out,
             "client_lost": self.client_lost,
-        }  # type: Dict[str, Any]
+        }
         if self.stop_reason:
             outcome["stop_reason"] = self.stop_reason
         return outcome
