@@ -134,7 +134,14 @@ Examples:
 @click.option(
     "--parallel", type=click.IntRange(min=1), default=32, show_default=True, help="Hosts at once."
 )
+@click.option("--batch", metavar="N|P%", help="Rolling: run N hosts (or P% of them) at a time.")
+@click.option(
+    "--pause", metavar="DURATION", callback=_duration, help="Wait this long between batches."
+)
 @click.option("--fail-fast", is_flag=True, help="Start no new host after a failure.")
+@click.option(
+    "--max-fail", metavar="N|P%", help="Start no new host once more than N (or P%) have failed."
+)
 @click.option(
     "--retries",
     type=click.IntRange(min=0),
@@ -262,8 +269,11 @@ def _lock_name(name: str | None) -> str | None:
 
 
 def _run(words: tuple[str, ...], raw: bool, opts: dict[str, Any]) -> int:
+    from dataclasses import replace
+
     from oneoff import fleet
-    from oneoff.output import JsonReporter, PrefixReporter, RawReporter, summary_table
+    from oneoff.output import make_reporter
+    from oneoff.terminal import raw_mode
 
     terminal = _terminal()
     inventory = _inventory(opts)
@@ -280,100 +290,52 @@ def _run(words: tuple[str, ...], raw: bool, opts: dict[str, Any]) -> int:
 
     policy = fleet.Policy(
         parallel=opts["parallel"],
+        batch=fleet.count_or_percent(opts["batch"], "--batch") if opts["batch"] else None,
+        pause=opts["pause"] or 0.0,
         fail_fast=opts["fail_fast"],
+        max_fail=fleet.count_or_percent(opts["max_fail"], "--max-fail")
+        if opts["max_fail"] is not None
+        else None,
+        allow_drift=opts["allow_drift"],
         accept_new_host_keys=bool(opts.get("accept_new_host_keys")),
         retries=opts["retries"],
     )
-    hosts = _which_hosts(inventory, targets, invocation, opts, policy, settings, terminal)
+    scope: fleet.Scope = "all" if opts["every"] else "one" if opts["one"] else None
+    selection = fleet.choose_hosts(inventory, targets, invocation, scope, policy, settings)
+    hosts = selection.hosts
     if invocation.tty and len(hosts) > 1:
         raise UsageError(
             "a terminal (-t) cannot be shared by several hosts", hint="pick one host, or drop -t"
         )
     if invocation.tty is None:
         # design §3: a terminal when ours are terminals and one host runs, unless the task says no
-        from dataclasses import replace
-
         task = inventory.tasks.get(invocation.words[0]) if invocation.kind == "task" else None
         interactive = sys.stdin.isatty() and sys.stdout.isatty() and len(hosts) == 1
         tty = interactive and invocation.mode == "run" and not (task and task.tty is False)
         invocation = replace(invocation, tty=tty)
-    if opts["as_json"]:
-        reporter: Any = JsonReporter(terminal)
-    elif len(hosts) == 1:
-        reporter = RawReporter(terminal, quiet=opts["quiet"])
-    else:
-        reporter = PrefixReporter(terminal, hosts, quiet=opts["quiet"])
+    reporter = make_reporter(terminal, hosts, as_json=opts["as_json"], quiet=opts["quiet"])
     interrupts = fleet.Interrupts()
     stdin = sys.stdin.buffer if len(hosts) == 1 and invocation.mode == "run" else None
-    from oneoff.terminal import raw_mode
-
     with _signals(interrupts), raw_mode(bool(invocation.tty) and sys.stdin.isatty()):
         results = fleet.run_hosts(
-            hosts,
+            selection,
             settings,
             invocation,
             inventory.tasks,
             reporter,
             policy,
             interrupts,
-            stdin_for=(lambda _h: stdin) if stdin is not None else None,
+            stdin=stdin,
             escape=bool(invocation.tty) and sys.stdin.isatty(),
         )
+    refused = fleet.drift_refusal(results)
+    if refused is not None:
+        raise refused
+    status = fleet.exit_code(results)
     if invocation.mode == "plan":
         _show_plans(results, terminal, opts["as_json"])
-    if opts["as_json"]:
-        from oneoff.output import result_record
-
-        reporter.emit(
-            {
-                "event": "summary",
-                "exit_code": fleet.exit_code(results),
-                "hosts": [result_record(r) for r in results],
-            }
-        )
-    elif len(hosts) > 1 and invocation.mode == "run":
-        terminal.write("stderr", (summary_table(results) + "\n").encode())
-    elif len(results) == 1 and results[0].error is not None:
-        terminal.message(str(results[0].error))
-    return fleet.exit_code(results)
-
-
-def _which_hosts(
-    inventory: Inventory,
-    targets: list[str],
-    invocation: Invocation,
-    opts: dict[str, Any],
-    policy: Any,
-    settings: Any,
-    terminal: Terminal,
-) -> list[str]:
-    """Design §3: `once` tasks on the primary (after a drift check), `each` everywhere."""
-    if len(targets) == 1:
-        return targets
-    if opts["every"]:
-        return targets
-    if opts["one"]:
-        return [inventory.primary(targets)]
-    if invocation.kind != "task":
-        raise UsageError(
-            f"the target has {len(targets)} hosts: pass --all (every host) or --one (its primary)",
-            hint="oneoff never guesses where a raw command runs",
-        )
-    name = invocation.words[0]
-    task = inventory.tasks.get(name)
-    if task is not None and task.run == "each":
-        return targets
-    from oneoff import fleet
-
-    releases = fleet.probe_hosts(targets, settings, invocation, policy)
-    if fleet.drift(releases) and not opts["allow_drift"]:
-        rows = "\n".join(
-            f"  {h}: {getattr(r, 'release_id', None) or r}" for h, r in releases.items()
-        )
-        raise UsageError(
-            f"hosts are on different releases:\n{rows}", hint="deploy first, or pass --allow-drift"
-        )
-    return [inventory.primary(targets)]
+    reporter.summary(results, status)
+    return status
 
 
 def _show_plans(results: Sequence[Any], terminal: Terminal, as_json: bool) -> None:

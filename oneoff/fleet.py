@@ -2,43 +2,81 @@
 
 The policy is one explicit value. Every host that started is waited for and
 reported (never just the first failure); Ctrl-C reaches every running session.
+Before a run on several hosts, every host's release is resolved and compared:
+hosts on different releases are refused unless ``allow_drift``.
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Sequence
+import time
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import IO, TYPE_CHECKING, Literal
 
 from oneoff.audit import LocalJournal
 from oneoff.errors import CannotRun, OneoffError, UsageError
-from oneoff.plan import Invocation, build_spec, probe_request
+from oneoff.plan import Invocation, all_tasks, build_spec, probe_request
+from oneoff.release import ResolvedRelease
 from oneoff.result import HostResult, RunSpec, new_run_id, operator_identity
 from oneoff.session import Session, probe_only
 
 if TYPE_CHECKING:
-    from oneoff.inventory import HostSettings
+    from oneoff.inventory import HostSettings, Inventory
     from oneoff.output import Reporter
-    from oneoff.release import ResolvedRelease
     from oneoff.tasks import Task
     from oneoff.transport.base import Transport
+
+Scope = Literal["all", "one"] | None
+Probed = dict[str, ResolvedRelease | OneoffError]
+
+
+def count_or_percent(text: str, what: str) -> int | float:
+    """``5`` -> 5 hosts; ``25%`` -> 0.25 of the hosts."""
+    try:
+        if text.endswith("%"):
+            value = float(text[:-1]) / 100
+            if not 0 < value <= 1:
+                raise ValueError
+            return value
+        number = int(text)
+        if number < (0 if what == "--max-fail" else 1):
+            raise ValueError
+        return number
+    except ValueError:
+        raise UsageError(f"{what} {text!r}: expected a number of hosts or a percentage") from None
+
+
+def _of(value: int | float, total: int) -> int:
+    return max(1, round(value * total)) if isinstance(value, float) else value
 
 
 @dataclass(frozen=True)
 class Policy:
-    """How a run spreads over hosts."""
+    """How a run spreads over hosts: concurrency, rolling batches, what stops it."""
 
     parallel: int = 32
+    batch: int | float | None = None  # hosts per batch, or a fraction of them (25% -> 0.25)
+    pause: float = 0.0  # seconds between batches
     fail_fast: bool = False
-    max_fail: int | None = None
+    max_fail: int | float | None = None  # failures tolerated before no new host starts
+    allow_drift: bool = False
     accept_new_host_keys: bool = False
     retries: int = 0
 
     def __post_init__(self) -> None:
         if self.parallel < 1:
             raise UsageError("--parallel must be at least 1")
+
+    def batches(self, hosts: Sequence[str]) -> list[list[str]]:
+        size = _of(self.batch, len(hosts)) if self.batch is not None else len(hosts)
+        return [list(hosts[i : i + size]) for i in range(0, len(hosts), max(1, size))]
+
+    def failures_allowed(self, total: int) -> int | None:
+        if self.fail_fast:
+            return 0
+        return None if self.max_fail is None else _of(self.max_fail, total)
 
 
 def make_transport(settings: HostSettings, policy: Policy) -> Transport:
@@ -53,7 +91,7 @@ def make_transport(settings: HostSettings, policy: Policy) -> Transport:
 
 
 class Interrupts:
-    """Fans a Ctrl-C out to every live session; registered by the CLI's signal handler."""
+    """Fans a Ctrl-C (and window resizes) out to every live session; fed by the CLI."""
 
     def __init__(self) -> None:
         self.sessions: set[Session] = set()
@@ -84,35 +122,152 @@ class Interrupts:
         return self.count > 0
 
 
+class DriftError(UsageError):
+    """Hosts of one target are on different releases; nothing was run."""
+
+    def __init__(self, releases: Mapping[str, ResolvedRelease | OneoffError | None]) -> None:
+        rows = "\n".join(f"  {host:<16} {_release_label(r)}" for host, r in releases.items())
+        super().__init__(
+            f"the hosts are on different releases:\n{rows}\n",
+            hint="finish the deploy first, or pass --allow-drift",
+        )
+
+
+def _release_label(release: ResolvedRelease | OneoffError | None) -> str:
+    if isinstance(release, ResolvedRelease):
+        return release.release_id + (f" ({release.revision[:12]})" if release.revision else "")
+    if release is None:
+        return "(not reached)"
+    return f"(error: {release.message})"
+
+
+def drift(releases: Mapping[str, ResolvedRelease | OneoffError | None]) -> bool:
+    """True when the reachable hosts are not all on the same release id."""
+    ids = {r.release_id for r in releases.values() if isinstance(r, ResolvedRelease)}
+    return len(ids) > 1
+
+
+class ReleaseGate:
+    """Holds every session after its probe until all hosts are probed, then compares.
+
+    This is the drift check for ``--all`` at the cost of no extra connection: each
+    session pins its release, waits here, and sends its run spec only if all agree.
+    """
+
+    def __init__(self, hosts: Sequence[str], interrupts: Interrupts) -> None:
+        self.waiting = set(hosts)
+        self.releases: dict[str, ResolvedRelease | None] = dict.fromkeys(hosts)
+        self.interrupts = interrupts
+        self.cond = threading.Condition()
+        self.refused: DriftError | None = None
+
+    def arrive(self, release: ResolvedRelease) -> None:
+        with self.cond:
+            self.releases[release.host] = release
+            self._leave(release.host)
+            while self.waiting and not self.interrupts.stopping:
+                self.cond.wait(0.2)
+            if self.interrupts.stopping:
+                raise _Skipped("interrupted before the run started", host=release.host)
+            if self.refused is not None:
+                raise self.refused
+
+    def depart(self, host: str) -> None:
+        """A host that failed before its probe (or finished) stops being waited for."""
+        with self.cond:
+            self._leave(host)
+
+    def _leave(self, host: str) -> None:
+        if host in self.waiting:
+            self.waiting.discard(host)
+            if not self.waiting and drift(self.releases):
+                self.refused = DriftError(self.releases)
+            self.cond.notify_all()
+
+
+class _Skipped(OneoffError):
+    """A host that was not started: --fail-fast, --max-fail or Ctrl-C stopped the run first."""
+
+
+@dataclass(frozen=True)
+class Selection:
+    """The hosts that will run, and whether their releases still need comparing."""
+
+    hosts: list[str]
+    gate: bool = False  # compare releases in-session (ReleaseGate) instead of beforehand
+
+
+def choose_hosts(
+    inventory: Inventory,
+    targets: list[str],
+    invocation: Invocation,
+    scope: Scope,
+    policy: Policy,
+    settings: Callable[[str], HostSettings],
+) -> Selection:
+    """Design §3: one host as is; ``once`` on the primary and ``each`` everywhere, after the
+    drift check; a raw command on several hosts only with --all or --one."""
+    if len(targets) == 1:
+        return Selection(targets)
+    if scope is None and invocation.kind != "task":
+        raise UsageError(
+            f"the target has {len(targets)} hosts ({', '.join(targets[:5])}"
+            f"{', ...' if len(targets) > 5 else ''}): "
+            "pass --all (every host) or --one (its primary)",
+            hint="oneoff never guesses where a raw command runs",
+        )
+    if scope == "all" and policy.batch is None and len(targets) <= policy.parallel:
+        return Selection(targets, gate=not policy.allow_drift)
+    probed = probe_hosts(targets, settings, invocation, policy)
+    if drift(probed) and not policy.allow_drift:
+        raise DriftError(probed)
+    primary = inventory.primary(targets)
+    if scope == "one":
+        return Selection([primary])
+    if scope == "all":
+        return Selection(targets)
+    reference = probed.get(primary)
+    release = reference if isinstance(reference, ResolvedRelease) else None
+    name = invocation.words[0]
+    task = all_tasks(inventory.tasks, release).get(name)
+    if task is not None and task.run == "each":
+        return Selection(targets)
+    return Selection([primary])
+
+
 def run_hosts(
-    hosts: Sequence[str],
+    selection: Selection,
     settings: Callable[[str], HostSettings],
     invocation: Invocation,
-    tasks: dict[str, Task],
+    tasks: Mapping[str, Task],
     reporter: Reporter,
     policy: Policy,
     interrupts: Interrupts,
     *,
-    stdin_for: Callable[[str], object] | None = None,
+    stdin: IO[bytes] | None = None,
     escape: bool = False,
 ) -> list[HostResult]:
-    """Run on *hosts*, at most ``policy.parallel`` at once; one result per host, in host order."""
+    """Run on the selected hosts; one result per host, in host order, every host reported."""
+    hosts = selection.hosts
     operator = operator_identity()
     journal = LocalJournal()
+    gate = ReleaseGate(hosts, interrupts) if selection.gate else None
     results: dict[str, HostResult] = {}
     failures = 0
+    allowed = policy.failures_allowed(len(hosts))
     stop_starting = threading.Event()
 
     def one(host: str) -> HostResult:
         if stop_starting.is_set() or interrupts.stopping:
-            return HostResult(
-                host=host, error=_Skipped("not started (an earlier host failed)", host=host)
-            )
+            if gate is not None:
+                gate.depart(host)
+            why = "interrupted" if interrupts.stopping else "an earlier host failed"
+            return HostResult(host=host, error=_Skipped(f"not started ({why})", host=host))
         s = settings(host)
         session = Session(
             make_transport(s, policy),
             reporter,
-            stdin=stdin_for(host) if stdin_for else None,  # type: ignore[arg-type]
+            stdin=stdin if len(hosts) == 1 else None,
             alive_interval=s.alive_interval,
             alive_count_max=s.alive_count_max,
             retries=policy.retries,
@@ -126,29 +281,44 @@ def run_hosts(
             return build_spec(invocation, s, release, tasks, run_id=run_id, operator=operator)
 
         try:
-            return session.run(probe_request(s, invocation), plan)
+            return session.run(
+                probe_request(s, invocation),
+                plan,
+                on_release=gate.arrive if gate is not None else None,
+            )
         finally:
             interrupts.discard(session)
+            if gate is not None:
+                gate.depart(host)
 
-    with ThreadPoolExecutor(max_workers=min(policy.parallel, max(1, len(hosts)))) as pool:
-        pending: dict[Future[HostResult], str] = {pool.submit(one, h): h for h in hosts}
-        while pending:
-            done, _ = wait(pending, timeout=0.2, return_when=FIRST_COMPLETED)
-            for future in done:
-                host = pending.pop(future)
-                result = future.result()
-                results[host] = result
-                if not result.ok and not isinstance(result.error, _Skipped):
-                    failures += 1
-                    if policy.fail_fast or (
-                        policy.max_fail is not None and failures > policy.max_fail
-                    ):
-                        stop_starting.set()
+    batches = policy.batches(hosts)
+    workers = min(policy.parallel, max(len(b) for b in batches))
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        for number, batch in enumerate(batches):
+            if number and (stop_starting.is_set() or interrupts.stopping):
+                for host in batch:
+                    results[host] = one(host)  # reported as not started, no connection
+                continue
+            if number and policy.pause:
+                _sleep(policy.pause, interrupts)
+            pending: dict[Future[HostResult], str] = {pool.submit(one, h): h for h in batch}
+            while pending:
+                done, _ = wait(pending, timeout=0.2, return_when=FIRST_COMPLETED)
+                for future in done:
+                    host = pending.pop(future)
+                    result = future.result()
+                    results[host] = result
+                    if not result.ok and not isinstance(result.error, _Skipped):
+                        failures += 1
+                        if allowed is not None and failures > allowed:
+                            stop_starting.set()
     return [results[h] for h in hosts]
 
 
-class _Skipped(OneoffError):
-    """A host that was not started because of --fail-fast / --max-fail or Ctrl-C."""
+def _sleep(seconds: float, interrupts: Interrupts) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline and not interrupts.stopping:
+        time.sleep(min(0.2, deadline - time.monotonic()))
 
 
 def probe_hosts(
@@ -156,7 +326,7 @@ def probe_hosts(
     settings: Callable[[str], HostSettings],
     invocation: Invocation | None,
     policy: Policy,
-) -> dict[str, ResolvedRelease | OneoffError]:
+) -> Probed:
     """Resolve every host's release in parallel, running nothing (releases, drift, tasks)."""
 
     def one(host: str) -> ResolvedRelease | OneoffError:
@@ -173,10 +343,12 @@ def probe_hosts(
         return dict(zip(hosts, pool.map(one, hosts), strict=True))
 
 
-def drift(releases: dict[str, ResolvedRelease | OneoffError]) -> bool:
-    """True when the reachable hosts are not all on the same release id."""
-    ids = {r.release_id for r in releases.values() if not isinstance(r, OneoffError)}
-    return len(ids) > 1
+def drift_refusal(results: Sequence[HostResult]) -> DriftError | None:
+    """The drift error if the release gate refused the run (each host carries it)."""
+    for result in results:
+        if isinstance(result.error, DriftError):
+            return result.error
+    return None
 
 
 def exit_code(results: Sequence[HostResult]) -> int:
@@ -185,11 +357,30 @@ def exit_code(results: Sequence[HostResult]) -> int:
         return results[0].exit_code
     if all(r.ok for r in results):
         return 0
-    if any(r.lock_busy for r in results) and all(r.ok or r.lock_busy for r in results):
+    failed = [r for r in results if not r.ok]
+    if all(r.lock_busy for r in failed):
         return 75
-    failed = [r for r in results if not r.ok and not isinstance(r.error, CannotRun | _Skipped)]
-    if not failed and any(isinstance(r.error, CannotRun) for r in results):
+    if all(isinstance(r.error, CannotRun) for r in failed):
         return 255
-    if any(r.interrupted for r in results) and all(r.ok or r.interrupted for r in results):
+    if interrupted(results):
         return 130
     return 1
+
+
+def interrupted(results: Sequence[HostResult]) -> bool:
+    return any(r.interrupted for r in results)
+
+
+def summary_counts(results: Sequence[HostResult]) -> dict[str, int]:
+    """ok / failed / could not run / not started, for the summary line and JSON."""
+    counts = {"ok": 0, "failed": 0, "could_not_run": 0, "not_started": 0}
+    for r in results:
+        if r.ok:
+            counts["ok"] += 1
+        elif isinstance(r.error, _Skipped):
+            counts["not_started"] += 1
+        elif isinstance(r.error, CannotRun):
+            counts["could_not_run"] += 1
+        else:
+            counts["failed"] += 1
+    return counts

@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from oneoff.result import HostResult, RunSpec
 
 Stream = Literal["stdout", "stderr"]
+PROGRESS_MIN_HOSTS = 8  # a progress bar only for fan-outs longer than a handful of hosts
 
 
 class Reporter(Protocol):
@@ -30,6 +31,19 @@ class Reporter(Protocol):
     def output(self, host: str, stream: Stream, data: bytes) -> None: ...
     def notice(self, host: str, message: str) -> None: ...
     def finished(self, result: HostResult) -> None: ...
+    def summary(self, results: Sequence[HostResult], status: int) -> None: ...
+
+
+def make_reporter(
+    terminal: Terminal, hosts: Sequence[str], *, as_json: bool = False, quiet: bool = False
+) -> RawReporter | PrefixReporter | JsonReporter:
+    """Raw for one host, prefixed lines for several, JSON Lines when asked."""
+    if as_json:
+        return JsonReporter(terminal)
+    if len(hosts) == 1:
+        return RawReporter(terminal, quiet=quiet)
+    progress = len(hosts) > PROGRESS_MIN_HOSTS and terminal.is_tty("stderr") and not quiet
+    return PrefixReporter(terminal, hosts, quiet=quiet, progress=progress)
 
 
 def write_all(fd: int, data: bytes) -> None:
@@ -88,11 +102,27 @@ class RawReporter:
     def finished(self, result: HostResult) -> None:
         pass
 
+    def summary(self, results: Sequence[HostResult], status: int) -> None:
+        for result in results:
+            if result.error is not None:
+                self.terminal.message(str(result.error))
+
 
 class PrefixReporter:
-    """Several hosts: whole lines, each prefixed ``[host]``, never two hosts in one line."""
+    """Several hosts: whole lines, each prefixed ``[host]``, never two hosts in one line.
 
-    def __init__(self, terminal: Terminal, hosts: Sequence[str], *, quiet: bool = False) -> None:
+    On a terminal, long fan-outs get a progress line on stderr, cleared before each
+    output line and redrawn after it; piped output never sees it.
+    """
+
+    def __init__(
+        self,
+        terminal: Terminal,
+        hosts: Sequence[str],
+        *,
+        quiet: bool = False,
+        progress: bool = False,
+    ) -> None:
         self.terminal = terminal
         self.quiet = quiet
         width = max((len(h) for h in hosts), default=0)
@@ -100,10 +130,34 @@ class PrefixReporter:
         self.prefix = {h: _prefix(h, width, i if colour else None) for i, h in enumerate(hosts)}
         self.partial: dict[tuple[str, Stream], bytes] = {}
         self.lock = threading.Lock()
-        self.results: list[HostResult] = []
+        self.total = len(hosts)
+        self.done = 0
+        self.failed = 0
+        self.progress = progress
+        self.bar_shown = False
 
     def started(self, host: str, release: ResolvedRelease, spec: RunSpec) -> None:
         pass
+
+    def _write(self, stream: Stream, block: bytes) -> None:
+        """Write under the lock, keeping the progress line out of the way."""
+        with self.lock:
+            if self.bar_shown:
+                self.terminal.write("stderr", b"\r\x1b[K")
+                self.bar_shown = False
+            self.terminal.write(stream, block)
+            self._draw_bar()
+
+    def _draw_bar(self) -> None:
+        if not self.progress or self.done >= self.total:
+            return
+        width = 30
+        filled = width * self.done // max(1, self.total)
+        bar = "=" * filled + ">" + " " * (width - filled - 1)
+        failed = f", {self.failed} failed" if self.failed else ""
+        line = f"[{bar}] {self.done}/{self.total} hosts done{failed}"
+        self.terminal.write("stderr", ("\r\x1b[K" + line).encode())
+        self.bar_shown = True
 
     def output(self, host: str, stream: Stream, data: bytes) -> None:
         key = (host, stream)
@@ -114,28 +168,44 @@ class PrefixReporter:
         if lines or text.endswith(b"\n"):
             prefix = self.prefix.get(host, f"[{host}] ".encode())
             block = b"".join(prefix + line + b"\n" for line in (lines + b"\n").split(b"\n")[:-1])
-            with self.lock:
-                self.terminal.write(stream, block)
+            self._write(stream, block)
 
     def flush_partial(self, host: str) -> None:
+        prefix = self.prefix.get(host, f"[{host}] ".encode())
         for stream in ("stdout", "stderr"):
-            rest = self.partial.pop((host, stream), b"")
+            key: tuple[str, Stream] = (host, stream)
+            rest = self.partial.pop(key, b"")
             if rest:
-                prefix = self.prefix.get(host, b"")
-                with self.lock:
-                    self.terminal.write(stream, prefix + rest + b"\n")
+                self._write(key[1], prefix + rest + b"\n")
 
     def notice(self, host: str, message: str) -> None:
         if not self.quiet:
-            with self.lock:
-                self.terminal.message(f"{host}: {message}")
+            self._write("stderr", f"oneoff: {host}: {message}\n".encode())
 
     def finished(self, result: HostResult) -> None:
         self.flush_partial(result.host)
         with self.lock:
-            self.results.append(result)
-            if result.error is not None:
-                self.terminal.message(str(result.error))
+            self.done += 1
+            self.failed += 0 if result.ok else 1
+        if result.error is not None:
+            self._write("stderr", f"oneoff: {result.error}\n".encode())
+        else:
+            with self.lock:
+                self._draw_bar()
+
+    def summary(self, results: Sequence[HostResult], status: int) -> None:
+        with self.lock:
+            if self.bar_shown:
+                self.terminal.write("stderr", b"\r\x1b[K")
+                self.bar_shown = False
+        if all(r.plan is not None for r in results):
+            return
+        from oneoff.fleet import summary_counts
+
+        counts = summary_counts(results)
+        said = ", ".join(f"{n} {k.replace('_', ' ')}" for k, n in counts.items() if n)
+        text = summary_table(results) + f"\n{len(results)} hosts: {said}\n"
+        self.terminal.write("stderr", text.encode())
 
 
 def _prefix(host: str, width: int, colour: int | None) -> bytes:
@@ -179,10 +249,24 @@ class JsonReporter:
         self.emit(record)
 
     def notice(self, host: str, message: str) -> None:
-        self.emit({"event": "notice", "host": host, "message": message})
+        # stdout carries only start/output/exit/summary events; notices are for people
+        with self.lock:
+            self.terminal.message(f"{host}: {message}")
 
     def finished(self, result: HostResult) -> None:
         self.emit(result_record(result))
+
+    def summary(self, results: Sequence[HostResult], status: int) -> None:
+        from oneoff.fleet import summary_counts
+
+        self.emit(
+            {
+                "event": "summary",
+                "exit_code": status,
+                "counts": summary_counts(results),
+                "hosts": [result_record(r) for r in results],
+            }
+        )
 
 
 def result_record(result: HostResult) -> dict[str, Any]:

@@ -10,6 +10,7 @@ both ways too, so a dead link is noticed on both ends without sshd's help.
 from __future__ import annotations
 
 import json
+import math
 import os
 import queue
 import threading
@@ -154,7 +155,8 @@ class Session:
         self.retries = retries
         self.journal = journal
         self.alive_interval = alive_interval
-        self.silence_limit = alive_interval * alive_count_max
+        # alive_interval 0 turns keepalives off: only a closed connection counts as lost
+        self.silence_limit = alive_interval * alive_count_max if alive_interval > 0 else math.inf
         self._control: queue.Queue[bytes | None] = queue.Queue()
         self._interrupts = 0
         self._done = threading.Event()
@@ -214,6 +216,7 @@ class Session:
                 result = self._stream(process, spec, release, split[1], started)
             finally:
                 self._done.set()
+                self._control.put(None)
                 process.close()
         except OneoffError as exc:
             result = HostResult(
@@ -392,7 +395,7 @@ class Session:
     def _control_loop(self, process: RemoteProcess) -> None:
         """Heartbeats every alive_interval/2, and queued signals/resizes as they come."""
         heartbeat = proto.encode_frame(proto.HEARTBEAT)
-        every = max(0.2, self.alive_interval / 2)
+        every = max(0.2, self.alive_interval / 2) if self.alive_interval > 0 else None
         while not self._done.is_set():
             try:
                 frame = self._control.get(timeout=every)

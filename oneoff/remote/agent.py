@@ -178,9 +178,13 @@ class Agent:
         self.out = bytearray()  # frames waiting for the client
         self.early = bytearray()  # client frames that arrived before the command started
         self.started = time.time()
-        interval = float(spec.get("alive_interval") or 10.0)
-        self.alive_every = max(0.2, interval / 2)
-        self.client_timeout = interval * int(spec.get("alive_count_max") or 3)
+        interval = float(spec.get("alive_interval", 10.0))
+        if interval > 0:
+            self.alive_every = max(0.2, interval / 2)
+            self.client_timeout = interval * int(spec.get("alive_count_max") or 3)
+        else:  # keepalives off: only a closed channel means the client is gone
+            self.alive_every = 30.0
+            self.client_timeout = float("inf")
 
     # -- output to the client -------------------------------------------------
     def send(self, data: bytes) -> None:
@@ -436,7 +440,7 @@ class Supervisor:
             if exited_at is not None:
                 timers.append(exited_at + DRAIN_AFTER_EXIT)
             if want_in:
-                timers.append(last_from_client + agent.client_timeout)
+                timers.append(min(last_from_client + agent.client_timeout, now + 3600))
             wait_ms = max(0, int((min(timers) - now) * 1000) + 1)
             try:
                 ready = poller.poll(wait_ms)
