@@ -253,7 +253,8 @@ def run_hosts(
     journal = LocalJournal()
     gate = ReleaseGate(hosts, interrupts) if selection.gate else None
     results: dict[str, HostResult] = {}
-    failures = 0
+    failures = [0]
+    failure_lock = threading.Lock()
     allowed = policy.failures_allowed(len(hosts))
     stop_starting = threading.Event()
 
@@ -281,7 +282,7 @@ def run_hosts(
             return build_spec(invocation, s, release, tasks, run_id=run_id, operator=operator)
 
         try:
-            return session.run(
+            result = session.run(
                 probe_request(s, invocation),
                 plan,
                 on_release=gate.arrive if gate is not None else None,
@@ -290,6 +291,13 @@ def run_hosts(
             interrupts.discard(session)
             if gate is not None:
                 gate.depart(host)
+        if not result.ok:
+            # counted here, in the worker, so the next host waiting for this worker sees it
+            with failure_lock:
+                failures[0] += 1
+                if allowed is not None and failures[0] > allowed:
+                    stop_starting.set()
+        return result
 
     batches = policy.batches(hosts)
     workers = min(policy.parallel, max(len(b) for b in batches))
@@ -305,13 +313,7 @@ def run_hosts(
             while pending:
                 done, _ = wait(pending, timeout=0.2, return_when=FIRST_COMPLETED)
                 for future in done:
-                    host = pending.pop(future)
-                    result = future.result()
-                    results[host] = result
-                    if not result.ok and not isinstance(result.error, _Skipped):
-                        failures += 1
-                        if allowed is not None and failures > allowed:
-                            stop_starting.set()
+                    results[pending.pop(future)] = future.result()
     return [results[h] for h in hosts]
 
 
