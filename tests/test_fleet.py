@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
 import socket
@@ -188,13 +189,14 @@ def test_drift_is_refused_with_the_table_then_allowed(fleet: Fleet) -> None:
 def test_batches_run_one_after_another_in_host_order(fleet: Fleet) -> None:
     code = "import time; print('start', time.time()); time.sleep(0.3); print('end', time.time())"
     result = oneoff(
-        "-H", "prod", "--all", "--batch", "5", "--", "python", "-c", code, inventory=fleet.inventory()
+        "-H", "prod", "--all", "--batch", "5", "--", "python", "-c", code,
+        inventory=fleet.inventory(),
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     by_host = lines_by_host(result.stdout)
     times = {h: {ln.split()[0]: float(ln.split()[1]) for ln in by_host[h]} for h in by_host}
     batches = [fleet.names[i : i + 5] for i in range(0, HOSTS, 5)]
-    for earlier, later in zip(batches, batches[1:], strict=False):
+    for earlier, later in itertools.pairwise(batches):
         assert max(times[h]["end"] for h in earlier) <= min(times[h]["start"] for h in later)
 
 
