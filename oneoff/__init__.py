@@ -1,3 +1,14 @@
 """oneoff: run a twelve-factor app's admin processes as one-off processes on its hosts."""
 
 __version__ = "0.1.0"
+
+__all__ = ["run"]
+
+
+def __getattr__(name: str) -> object:
+    """``oneoff.run`` without importing the whole tool for ``import oneoff``."""
+    if name == "run":
+        from oneoff.api import run
+
+        return run
+    raise AttributeError(f"module 'oneoff' has no attribute {name!r}")

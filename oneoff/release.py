@@ -21,7 +21,9 @@ from oneoff.shell import quote
 
 END_MARKER = b"--oneoff-probe-end--\n"
 TASK_FILES = ("pyproject.toml", "Procfile")
-MARKERS = ("manage.py", "alembic.ini", "migrations", "bin/ipython", "bin/bpython")
+# Flask-Migrate's `flask db init` writes migrations/alembic.ini: a bare migrations/ folder
+# could belong to any tool, so that file is the marker.
+MARKERS = ("manage.py", "alembic.ini", "migrations/alembic.ini", "bin/ipython", "bin/bpython")
 MAX_TASK_FILE = 256 * 1024
 
 ProbeMode = Literal["probe", "run"]
@@ -64,7 +66,7 @@ emit() { [ -f "$2" ] && [ -r "$2" ] || return 0
   n=$(wc -c < "$2" | tr -d ' ')
   if [ "$n" -gt MAX_TASK_FILE ]; then say too_big "$1"; return 0; fi
   printf 'file=%s %s\n' "$1" "$n"; head -c "$n" "$2"; }
-list_releases() { [ -d "$root/releases" ] && ls -1 "$root/releases" 2>/dev/null | sort -r | while read -r r; do say releases "$r"; done; }
+list_releases() { [ -d "$root/releases" ] && ls -1t "$root/releases" 2>/dev/null | while IFS= read -r r; do [ -d "$root/releases/$r" ] && say releases "$r"; done; }
 END=--oneoff-probe-end--
 [ -e "$app" ] || fail app_root_missing "$app"
 [ -d "$app" ] || fail app_root_not_dir "$app"
@@ -74,7 +76,7 @@ case $cur in /*) ;; *) cur=$root/$cur ;; esac
 if [ -n "$rid" ]; then
   case $rid in */*|.|..) fail release_bad_id "$rid" ;; esac
   rel=$root/releases/$rid
-  [ -d "$rel" ] || { list_releases; fail release_unknown "$rel"; }
+  [ -d "$rel" ] || { list_releases; fail release_unknown "$rid" "$root/releases"; }
   rel=$(cd -P -- "$rel" && pwd -P) || fail release_unreadable "$rel"
 else
   if [ -L "$cur" ] && [ ! -e "$cur" ]; then fail current_dangling "$cur" "$(readlink "$cur" 2>/dev/null)"; fi
@@ -85,18 +87,15 @@ fi
 case $rel in "$root"/?*) ;; *) fail release_outside "$cur" "$rel" ;; esac
 if [ -n "$venv" ]; then
   case $venv in /*) ;; *) venv=$rel/$venv ;; esac
-  tried=$venv/bin/python
 else
-  tried=
   for v in .venv venv; do
-    tried="$tried $rel/$v/bin/python"
-    if [ -x "$rel/$v/bin/python" ]; then venv=$rel/$v; break; fi
+    if [ -x "$rel/$v/bin/python" ] || [ -L "$rel/$v/bin/python" ]; then venv=$rel/$v; break; fi
   done
-  [ -n "$venv" ] || venv=$rel/.venv
+  [ -n "$venv" ] || fail venv_not_found "$rel" "$rel/.venv/bin/python, $rel/venv/bin/python"
 fi
 py=$venv/bin/python
 if [ -L "$py" ] && [ ! -e "$py" ]; then fail venv_broken "$py" "$(readlink "$py" 2>/dev/null)"; fi
-[ -x "$py" ] || fail venv_missing "$py" "$tried"
+[ -x "$py" ] || fail venv_missing "$py"
 for f in ENV_FILES; do
   case $f in /*) p=$f ;; *) p=$rel/$f ;; esac
   if [ -L "$p" ] && [ ! -e "$p" ]; then fail env_dangling "$p" "$(readlink "$p" 2>/dev/null)"; fi
@@ -115,7 +114,7 @@ elif [ -f "$rel/.git/HEAD" ]; then
   case $h in "ref: "*)
     ref=${h#ref: }
     if [ -f "$rel/.git/$ref" ]; then h=$(head -n 1 "$rel/.git/$ref")
-    else h=$(grep " $ref\$" "$rel/.git/packed-refs" 2>/dev/null | head -n 1 | cut -d' ' -f1); fi ;;
+    else h=$(awk -v r="$ref" '$2 == r { print $1; exit }' "$rel/.git/packed-refs" 2>/dev/null); fi ;;
   esac
   say revision "$h"
 fi
@@ -158,7 +157,10 @@ _MESSAGES = {
     "app_root_not_dir": ("app root {path} is not a directory", "check app_root in the inventory"),
     "app_root_unreadable": ("cannot enter app root {path}", "check its permissions"),
     "release_bad_id": ("{path!r} is not a release id", "pass a folder name under releases/"),
-    "release_unknown": ("no release {path}", "known releases, newest first: {releases}"),
+    "release_unknown": (
+        "no release {path!r} in {detail}",
+        "releases there, newest first: {releases}",
+    ),
     "release_unreadable": ("cannot enter release {path}", "check its permissions"),
     "current_dangling": (
         "{path} is a dangling symlink (-> {detail})",
@@ -173,7 +175,11 @@ _MESSAGES = {
     ),
     "venv_missing": (
         "no virtualenv interpreter at {path}",
-        "tried:{detail}; set `venv` in the inventory or build the release's venv",
+        "check `venv` in the inventory, or build the release's venv",
+    ),
+    "venv_not_found": (
+        "no virtualenv interpreter in {path}",
+        "tried {detail}; set `venv` in the inventory, or build the release's venv",
     ),
     "venv_broken": (
         "{path} is a dangling symlink (-> {detail})",

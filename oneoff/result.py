@@ -119,6 +119,8 @@ class HostResult:
     error: OneoffError | None = None
     duration: float = 0.0
     plan: Mapping[str, Any] | None = None
+    stdout: bytes | None = None  # kept only when the API is asked to capture output
+    stderr: bytes | None = None
 
     @property
     def ok(self) -> bool:
