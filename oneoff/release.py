@@ -12,11 +12,10 @@ never ``current`` again.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
-from oneoff.errors import AgentError, ReleaseError
+from oneoff.errors import AgentError, ReleaseError, UsageError
 from oneoff.shell import quote
 
 END_MARKER = b"--oneoff-probe-end--\n"
@@ -194,6 +193,8 @@ _MESSAGES = {
     "env_unreadable": ("env file {path} is not readable by the SSH user", "check its owner/mode"),
 }
 
+_USER_ERRORS = frozenset({"release_bad_id", "release_unknown"})
+
 
 def parse_probe(host: str, data: bytes) -> ResolvedRelease:
     """Turn the probe's output into a ResolvedRelease, or raise ReleaseError naming host and path."""
@@ -223,7 +224,10 @@ def parse_probe(host: str, data: bytes) -> ResolvedRelease:
         message, hint = _MESSAGES.get(code, ("probe failed: {path}", "see --debug"))
         releases = ", ".join(fields.get("releases", [])) or "(none)"
         values = {"path": one("path") or "", "detail": one("detail") or "?", "releases": releases}
-        raise ReleaseError(message.format(**values), host=host, hint=hint.format(**values))
+        # a release id the user typed that is not there is their mistake (exit 2, like an
+        # unknown task); anything else is the host's release failing to resolve (255)
+        error = UsageError if code in _USER_ERRORS else ReleaseError
+        raise error(message.format(**values), host=host, hint=hint.format(**values))
     release = one("release")
     if release is None:
         raise AgentError("the probe printed no release", host=host, hint="run with --debug")
@@ -266,7 +270,3 @@ def split_probe_output(buffer: bytes) -> tuple[bytes, bytes] | None:
                 return None
             pos += size
 
-
-def release_ids(names: Sequence[str]) -> list[str]:
-    """Newest first, as `ls | sort -r` on timestamped folders gives them."""
-    return sorted(names, reverse=True)
