@@ -113,7 +113,7 @@ def probe_only(transport: Transport, request: ProbeRequest, timeout: float) -> R
 
 def _recv(process: RemoteProcess, timeout: float, host: str) -> bytes:
     try:
-        return process.recv(READ_SIZE, timeout)
+        return process.recv(READ_SIZE, timeout if math.isfinite(timeout) else None)
     except TimeoutError:
         raise ConnectionLost(f"no answer from the host for {timeout:g}s", host=host) from None
     except OSError as exc:

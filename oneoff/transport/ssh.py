@@ -252,7 +252,7 @@ class SshTransport:
             return ConnectError(
                 f"connection to {where} timed out after {self.settings.connect_timeout:g}s",
                 host=self.host,
-                hint="is the host up and reachable? (connect_timeout)",
+                hint="is the host up and reachable? raise connect_timeout for a slow link",
             )
         if exc.errno == errno.ECONNREFUSED:
             return ConnectError(
