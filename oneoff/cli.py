@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from oneoff.output import Terminal
     from oneoff.plan import Invocation
 
-BUILTINS = ("releases", "tasks", "hosts", "audit")
+BUILTINS = ("releases", "tasks", "hosts", "audit", "ps", "logs", "kill")
 RAW = "raw_command"
 
 
@@ -151,6 +151,11 @@ Examples:
 @click.option(
     "--since", metavar="DURATION", callback=_duration, help="audit: only runs started since."
 )
+@click.option(
+    "--detach", is_flag=True, help="Start the run in the background on the host; print its id."
+)
+@click.option("-f", "--follow", is_flag=True, help="logs: follow until the run ends.")
+@click.option("--timestamps", is_flag=True, help="logs: show each line's time and stream.")
 @click.option("--json", "as_json", is_flag=True, help="JSON Lines events on stdout.")
 @click.option("--dry-run", is_flag=True, help="Print the resolved plan per host; run nothing.")
 @click.option(
@@ -183,16 +188,16 @@ def cli(ctx: click.Context, /, **opts: Any) -> None:
     words: tuple[str, ...] = opts.pop("words")
     raw = bool(ctx.meta.get(RAW))
     if not raw and words and words[0] in BUILTINS:
-        sub = cli.make_context(f"oneoff {words[0]}", list(words[1:]), parent=ctx)
+        sub = cli.make_context(
+            f"oneoff {words[0]}", list(words[1:]), parent=ctx, allow_interspersed_args=True
+        )
         for name, value in sub.params.items():
             if (
                 sub.get_parameter_source(name) != click.core.ParameterSource.DEFAULT
                 and name != "words"
             ):
                 opts[name] = value
-        if sub.params.get("words"):
-            raise UsageError(f"unexpected argument {sub.params['words'][0]!r} after {words[0]!r}")
-        ctx.exit(_builtin(words[0], opts))
+        ctx.exit(_builtin(words[0], opts, tuple(sub.params.get("words") or ())))
     if not words:
         raise UsageError(
             "nothing to run", hint="oneoff -H HOST TASK, or oneoff -H HOST -- COMMAND (see --help)"
@@ -252,6 +257,7 @@ def _invocation(words: tuple[str, ...], raw: bool, opts: dict[str, Any]) -> Invo
         tty=tty,
         audit=not opts.get("no_audit"),
         mode="plan" if opts.get("dry_run") else "run",
+        detach=bool(opts.get("detach")),
         term=term,
         winsize=winsize,
     )
@@ -303,6 +309,11 @@ def _run(words: tuple[str, ...], raw: bool, opts: dict[str, Any]) -> int:
     scope: fleet.Scope = "all" if opts["every"] else "one" if opts["one"] else None
     selection = fleet.choose_hosts(inventory, targets, invocation, scope, policy, settings)
     hosts = selection.hosts
+    if invocation.detach and invocation.tty:
+        raise UsageError(
+            "--detach runs without a terminal: nobody is there to type into it",
+            hint="drop -t (or use `oneoff logs -f` to watch the run)",
+        )
     if invocation.tty and len(hosts) > 1:
         raise UsageError(
             "a terminal (-t) cannot be shared by several hosts", hint="pick one host, or drop -t"
@@ -311,7 +322,12 @@ def _run(words: tuple[str, ...], raw: bool, opts: dict[str, Any]) -> int:
         # design §3: a terminal when ours are terminals and one host runs, unless the task says no
         task = inventory.tasks.get(invocation.words[0]) if invocation.kind == "task" else None
         interactive = sys.stdin.isatty() and sys.stdout.isatty() and len(hosts) == 1
-        tty = interactive and invocation.mode == "run" and not (task and task.tty is False)
+        tty = (
+            interactive
+            and invocation.mode == "run"
+            and not invocation.detach
+            and not (task and task.tty is False)
+        )
         invocation = replace(invocation, tty=tty)
     reporter = make_reporter(terminal, hosts, as_json=opts["as_json"], quiet=opts["quiet"])
     interrupts = fleet.Interrupts()
@@ -334,6 +350,19 @@ def _run(words: tuple[str, ...], raw: bool, opts: dict[str, Any]) -> int:
     status = fleet.exit_code(results)
     if invocation.mode == "plan":
         _show_plans(results, terminal, opts["as_json"])
+    if invocation.detach and not opts["as_json"]:
+        # the id alone, so `id=$(oneoff ... --detach ...)` works; host<TAB>id for several
+        lines = [
+            r.run_id if len(results) == 1 else f"{r.host}\t{r.run_id}"
+            for r in results
+            if r.detached
+        ]
+        if lines:
+            terminal.write("stdout", ("\n".join(str(x) for x in lines) + "\n").encode())
+        for r in results:
+            if r.error is not None:
+                terminal.message(str(r.error))
+        return status
     reporter.summary(results, status)
     return status
 
@@ -388,12 +417,18 @@ class _signals:
             signal.signal(signum, previous)
 
 
-def _builtin(name: str, opts: dict[str, Any]) -> int:
+def _builtin(name: str, opts: dict[str, Any], args: tuple[str, ...]) -> int:
     from oneoff import listings
 
     inventory = _inventory(opts)
     terminal = _terminal()
     overrides = _overrides(opts)
+    if name in ("ps", "logs", "kill"):
+        from oneoff import runs
+
+        return runs.command(name, inventory, opts, overrides, terminal, args)
+    if args:
+        raise UsageError(f"unexpected argument {args[0]!r} after {name!r}")
     return int(listings.run(name, inventory, opts, overrides, terminal))
 
 

@@ -15,7 +15,7 @@ from oneoff.errors import UsageError
 from oneoff.release import ProbeRequest, ResolvedRelease
 from oneoff.result import Masked, Mode, RunSpec
 from oneoff.shell import render
-from oneoff.tasks import Task, release_tasks
+from oneoff.tasks import Task, definitions, release_tasks, task_lines
 
 if TYPE_CHECKING:
     from oneoff.inventory import HostSettings
@@ -38,6 +38,7 @@ class Invocation:
     audit: bool = True
     mode: Mode = "run"
     term: str | None = None
+    detach: bool = False
     winsize: tuple[int, int] | None = None
 
     @property
@@ -58,31 +59,39 @@ def probe_request(settings: HostSettings, invocation: Invocation | None = None) 
 def find_task(
     name: str, inventory_tasks: Mapping[str, Task], release: ResolvedRelease | None
 ) -> Task:
-    """Release-shipped tasks win over the inventory's, which win over presets."""
-    tasks = all_tasks(inventory_tasks, release)
+    """Release-shipped tasks win over the inventory's, which win over presets.
+
+    An unknown name is refused with the list ``oneoff tasks`` would show, and with the
+    release's task-file problems, which may be why the task is missing.
+    """
+    found = release_tasks(release) if release is not None else None
+    tasks = {n: d[0] for n, d in definitions(inventory_tasks, found).items()}
     if name in tasks:
         return tasks[name]
-    known = ", ".join(sorted(tasks)) or "none"
-    raise UsageError(
-        f"unknown task {name!r}",
-        host=release.host if release else None,
-        hint=f"known tasks: {known}; run a raw command with: oneoff -H HOST -- COMMAND",
-    )
+    where = f"release {release.release_id}" if release is not None else "the inventory"
+    lines = [f"unknown task {name!r}; known tasks on {where}:", *(task_lines(tasks) or ["(none)"])]
+    lines += [f"skipped: {problem}" for problem in (found.problems if found else ())]
+    lines.append("or run any command: oneoff -H HOST -- COMMAND [ARGS...]")
+    raise UsageError("\n  ".join(lines), host=release.host if release else None)
 
 
 def all_tasks(
     inventory_tasks: Mapping[str, Task], release: ResolvedRelease | None
 ) -> dict[str, Task]:
     """Every task visible on a release, by precedence (release > inventory > preset)."""
-    if release is None:
-        return dict(inventory_tasks)
-    found = release_tasks(release)
-    return {**found.presets, **inventory_tasks, **found.shipped}
+    found = release_tasks(release) if release is not None else None
+    return {name: tasks[0] for name, tasks in definitions(inventory_tasks, found).items()}
 
 
 def script_argv(path: str, args: tuple[str, ...]) -> tuple[str, ...]:
-    """A script shipped in the release; a path that leaves the release is refused."""
+    """A script shipped in the release; a path that leaves the release is refused.
+
+    The check is on the path as written (the agent runs it from the release folder), so
+    ``..`` and absolute paths are refused before anything connects to run.
+    """
     normal = posixpath.normpath(path)
+    if not path or normal == ".":
+        raise UsageError("run needs a script path", hint="e.g. oneoff -H HOST run scripts/fix.py")
     if posixpath.isabs(path) or normal == ".." or normal.startswith("../"):
         raise UsageError(
             f"script {path!r} is outside the release",
@@ -138,6 +147,8 @@ def build_spec(
         pty=pty,
         term=invocation.term,
         winsize=invocation.winsize,
+        detach=invocation.detach,
+        runs_keep=settings.runs_keep,
         audit=invocation.audit,
         alive_interval=settings.alive_interval,
         alive_count_max=settings.alive_count_max,

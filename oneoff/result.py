@@ -58,6 +58,8 @@ class RunSpec:
     alive_interval: float = 10.0
     alive_count_max: int = 3
     operator: Mapping[str, str] = field(default_factory=dict)
+    detach: bool = False
+    runs_keep: float = 30 * 86400.0
 
     def to_agent(self, protocol: int) -> dict[str, Any]:
         """The JSON the agent reads; the only place extra env values leave the client."""
@@ -87,6 +89,8 @@ class RunSpec:
             "alive_interval": self.alive_interval,
             "alive_count_max": self.alive_count_max,
             "operator": dict(self.operator),
+            "detach": self.detach,
+            "runs_keep": self.runs_keep,
         }
 
 
@@ -119,6 +123,7 @@ class HostResult:
     error: OneoffError | None = None
     duration: float = 0.0
     plan: Mapping[str, Any] | None = None
+    detached: bool = False  # started with --detach: still running, under run_id
     stdout: bytes | None = None  # kept only when the API is asked to capture output
     stderr: bytes | None = None
 

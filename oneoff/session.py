@@ -310,6 +310,8 @@ class Session:
                     name = event.pop("event")
                     if name == "exit":
                         outcome = event
+                    elif name == "detached":
+                        outcome = {"status": 0, "detached": True}
                     elif name == "plan":
                         plan = event
                     elif name == "lock_wait":
@@ -374,6 +376,7 @@ class Session:
             timed_out=bool(outcome.get("timed_out")),
             interrupted=self._interrupts > 0 and outcome.get("status") != 0,
             duration=duration,
+            detached=bool(outcome.get("detached")),
         )
 
     def _stdout_loop(self, process: RemoteProcess, done: threading.Event) -> None:

@@ -166,6 +166,89 @@ class Lock:
         os.pwrite(self.fd, json.dumps(holder, sort_keys=True).encode(), 0)
 
 
+class RunsDir:
+    """``state_dir/runs``: each detached run's ``<id>.json`` status and ``<id>.log`` output."""
+
+    def __init__(self, path: str, keep: float) -> None:
+        self.path = path
+        self.keep = keep
+
+    def write_status(self, run_id: str, status: Dict[str, Any]) -> None:
+        """Atomically (rename), so `oneoff ps` never reads half a file."""
+        final = os.path.join(self.path, run_id + ".json")
+        tmp = final + ".tmp"
+        with open(tmp, "w") as handle:
+            handle.write(json.dumps(status, sort_keys=True) + "\n")
+        os.replace(tmp, final)
+
+    def open_log(self, run_id: str) -> "TimestampedLog":
+        return TimestampedLog(os.path.join(self.path, run_id + ".log"))
+
+    def prune(self) -> None:
+        """Remove finished runs older than runs_keep (by their status file's last write)."""
+        cutoff = time.time() - self.keep
+        for name in os.listdir(self.path):
+            if not name.endswith(".json"):
+                continue
+            path = os.path.join(self.path, name)
+            try:
+                with open(path) as handle:
+                    ended = json.load(handle).get("state") == "ended"
+                if ended and os.stat(path).st_mtime < cutoff:
+                    for suffix in (".json", ".log"):
+                        with suppress(FileNotFoundError):
+                            os.unlink(path[: -len(".json")] + suffix)
+            except (OSError, ValueError):
+                continue
+
+
+class TimestampedLog:
+    """Output of a detached run: ``<UTC time> <o|e> <line>`` per line, both streams interleaved.
+
+    `oneoff logs` strips the first two fields unless asked for --timestamps.
+    """
+
+    def __init__(self, path: str) -> None:
+        self.fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
+        self.partial: Dict[str, bytes] = {}
+
+    def write(self, stream: str, data: bytes) -> None:
+        text = self.partial.pop(stream, b"") + data
+        lines = text.split(b"\n")
+        rest = lines.pop()
+        if len(rest) > CHUNK:  # a very long line without newline: write it anyway
+            lines.append(rest)
+            rest = b""
+        if rest:
+            self.partial[stream] = rest
+        if lines:
+            stamp = _now_precise().encode() + (b" o " if stream == "stdout" else b" e ")
+            os.write(self.fd, b"".join(stamp + line + b"\n" for line in lines))
+
+    def close(self) -> None:
+        for stream in list(self.partial):
+            rest = self.partial.pop(stream)
+            if rest:
+                self.write(stream, rest + b"\n")
+        os.close(self.fd)
+
+
+def _now_precise() -> str:
+    now = time.time()
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + ".%03dZ" % (
+        int(now * 1000) % 1000
+    )
+
+
+def _proc_starttime(pid: int) -> Optional[str]:
+    """Field 22 of /proc/PID/stat: tells a live run from a reused PID after a reboot."""
+    try:
+        with open("/proc/%d/stat" % pid) as handle:
+            return handle.read().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return None
+
+
 class Agent:
     """One supervised run: env, lock, audit, then the command under a poll loop."""
 
@@ -176,6 +259,9 @@ class Agent:
         self.state = StateDir(spec["state_dir"])
         self.lock: Optional[Lock] = None
         self.out = bytearray()  # frames waiting for the client
+        self.detached = False  # a --detach run after the fork: no client, output to a log
+        self.log: Optional[TimestampedLog] = None
+        self.start_iso = _now_iso()
         self.early = bytearray()  # client frames that arrived before the command started
         self.started = time.time()
         interval = float(spec.get("alive_interval", 10.0))
@@ -188,7 +274,8 @@ class Agent:
 
     # -- output to the client -------------------------------------------------
     def send(self, data: bytes) -> None:
-        self.out += data
+        if not self.detached:
+            self.out += data
 
     def event(self, event: str, **fields: Any) -> None:
         self.send(encode_event(event, **fields))
@@ -234,20 +321,80 @@ class Agent:
                 path=exc.filename or self.state.path,
             )
         record = self.audit_base()
+        if spec.get("detach"):
+            try:
+                runs = RunsDir(
+                    self.state.ensure("runs"), float(spec.get("runs_keep") or 30 * 86400)
+                )
+                runs.prune()
+            except OSError as exc:
+                return self.fail("state_dir", "cannot write %s: %s" % (exc.filename, exc.strerror))
+            if not self.fork_detached(runs, record):
+                return 0  # the client's half: the run goes on in its own session
+            self.log = runs.open_log(spec["run_id"])
         if audit:
             self.state.audit(dict(record, type="start", start=_now_iso(), pid=os.getpid()))
         outcome = self.supervise(env)
+        if self.log is not None:
+            self.log.close()
         outcome["duration"] = round(time.time() - self.started, 3)
         if audit:
             try:
                 self.state.audit(dict(record, type="end", end=_now_iso(), **outcome))
             except OSError as exc:
                 outcome["audit_error"] = "%s: %s" % (exc.filename, exc.strerror)
+        if spec.get("detach"):
+            runs.write_status(
+                spec["run_id"],
+                dict(record, **self.status_fields(), state="ended", end=_now_iso(), **outcome),
+            )
+            return 0
         self.event("exit", **outcome)
         self.flush(time.time() + (0.5 if outcome.get("client_lost") else 10.0))
         if outcome.get("status") is not None:
             return int(outcome["status"])
         return 128 + int(outcome.get("signal_number") or 1)
+
+    def status_fields(self) -> Dict[str, Any]:
+        return {
+            "pid": os.getpid(),
+            "start": self.start_iso,
+            "starttime": _proc_starttime(os.getpid()),
+        }
+
+    def fork_detached(self, runs: "RunsDir", record: Dict[str, Any]) -> bool:
+        """Fork the run into its own session; True in the detached child, False in the parent.
+
+        The child lets go of the SSH channel (stdio to /dev/null) so the connection can
+        close, keeps the lock (flock is shared across fork), and writes its status file
+        before the parent tells the client the run has started.
+        """
+        ready_r, ready_w = os.pipe()
+        pid = os.fork()
+        if pid:
+            os.close(ready_w)
+            ok = os.read(ready_r, 16) == b"ok"
+            os.close(ready_r)
+            if not ok:
+                self.fail("detach", "the detached run did not start (see %s)" % runs.path)
+                return False
+            self.event("detached", run_id=self.spec["run_id"], pid=pid)
+            self.flush(time.time() + 10)
+            return False
+        os.close(ready_r)
+        os.setsid()
+        null = os.open(os.devnull, os.O_RDWR)
+        for fd in (0, 1, 2):
+            os.dup2(null, fd)
+        os.close(null)
+        self.detached = True
+        self.start_iso = _now_iso()
+        runs.write_status(
+            self.spec["run_id"], dict(record, **self.status_fields(), state="running")
+        )
+        os.write(ready_w, b"ok")
+        os.close(ready_w)
+        return True
 
     def plan(self, env: Dict[str, str]) -> int:
         """Dry run: report what the command would get, as counts and names, never values."""
@@ -363,6 +510,19 @@ class Supervisor:
             finally:
                 os.close(slave)
             return child, master, None, master
+        if self.agent.detached:  # no client: both streams go to the run's log, through us
+            child = subprocess.Popen(
+                argv,
+                cwd=spec["release"],
+                env=self.env,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                start_new_session=True,
+                preexec_fn=_die_with_agent,
+            )
+            assert child.stdout and child.stderr
+            return child, child.stdout.fileno(), child.stderr.fileno(), None
         child = subprocess.Popen(
             argv,
             cwd=spec["release"],
@@ -416,8 +576,10 @@ class Supervisor:
             now = time.time()
             # what to watch this round
             registered: Dict[int, int] = {}
-            want_in = len(self.stdin_buf) < BUFFER_LIMIT and not self.client_lost
-            if not self.client_lost:
+            want_in = (
+                len(self.stdin_buf) < BUFFER_LIMIT and not self.client_lost and not agent.detached
+            )
+            if not self.client_lost and not agent.detached:
                 # paused for back-pressure, still watch for hang-up (poll always reports it)
                 registered[agent.fd_in] = select.POLLIN if want_in else 0
             if not want_in:
@@ -483,7 +645,9 @@ class Supervisor:
                         continue
                 if fd in open_out and mask & (select.POLLIN | select.POLLHUP | select.POLLERR):
                     data = _read(fd)
-                    if data:
+                    if data and agent.log is not None:
+                        agent.log.write("stderr" if fd == err_fd else "stdout", data)
+                    elif data:
                         agent.send(encode_frame(STDERR if fd == err_fd else STDOUT, data))
                     elif data is not None:
                         open_out.remove(fd)
