@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import time
 import uuid
@@ -125,3 +126,17 @@ def test_fifty_megabytes_of_piped_stdin_arrive_intact(ssh_host: SshHost) -> None
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.decode().strip() == hashlib.sha256(data).hexdigest()
+
+
+def test_interactive_session_is_audited_without_its_keystrokes(
+    repl: Terminal, ssh_host: SshHost
+) -> None:
+    repl.send(b"token = 'typed-secret-42'\r")
+    repl.expect(PROMPT)
+    repl.send(b"exit()\r")
+    assert repl.wait() == 0
+    text = (ssh_host.app.state_dir / "audit.jsonl").read_text()
+    records = [json.loads(line) for line in text.splitlines()]
+    assert [r["type"] for r in records] == ["start", "end"]
+    assert records[1]["tty"] is True and records[1]["status"] == 0
+    assert "typed-secret-42" not in text
