@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck docs pytest bench clean
+.PHONY: demo test test-deps lint typecheck docs pytest bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -16,6 +16,10 @@ demo: $(STAMP)
 	$(BIN)/python demo/demo.py
 
 test: lint typecheck docs pytest
+
+# System packages the tests need (openssh-server, tmux, iproute2, ...); needs root or sudo.
+test-deps:
+	bash .ci/run --deps-only
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
@@ -33,6 +37,8 @@ pytest: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/latency.py
 	$(BIN)/python bench/throughput.py
+	$(BIN)/python bench/stdin.py
+	$(BIN)/python bench/fanout.py
 
 clean:
 	rm -rf $(VENV) build .demo .mypy_cache .ruff_cache .pytest_cache

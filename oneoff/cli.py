@@ -6,6 +6,7 @@ Only this module imports click, and only what a command needs is imported
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import sys
@@ -279,7 +280,6 @@ def _run(words: tuple[str, ...], raw: bool, opts: dict[str, Any]) -> int:
 
     from oneoff import fleet
     from oneoff.output import make_reporter
-    from oneoff.terminal import raw_mode
 
     terminal = _terminal()
     inventory = _inventory(opts)
@@ -318,21 +318,20 @@ def _run(words: tuple[str, ...], raw: bool, opts: dict[str, Any]) -> int:
         raise UsageError(
             "a terminal (-t) cannot be shared by several hosts", hint="pick one host, or drop -t"
         )
-    if invocation.tty is None:
-        # design §3: a terminal when ours are terminals and one host runs, unless the task says no
-        task = inventory.tasks.get(invocation.words[0]) if invocation.kind == "task" else None
-        interactive = sys.stdin.isatty() and sys.stdout.isatty() and len(hosts) == 1
-        tty = (
-            interactive
-            and invocation.mode == "run"
-            and not invocation.detach
-            and not (task and task.tty is False)
-        )
-        invocation = replace(invocation, tty=tty)
-    reporter = make_reporter(terminal, hosts, as_json=opts["as_json"], quiet=opts["quiet"])
+    # design §3: a terminal when ours are terminals and one host runs; a task's `tty` and
+    # -t/-T decide otherwise (see plan.build_spec); the terminal goes raw once it is known
+    invocation = replace(
+        invocation,
+        interactive=sys.stdin.isatty() and sys.stdout.isatty() and len(hosts) == 1,
+        one_host=len(hosts) == 1,
+    )
+    reporter = make_reporter(
+        terminal, hosts, as_json=opts["as_json"], quiet=opts["quiet"], verbose=opts["verbose"] > 0
+    )
     interrupts = fleet.Interrupts()
     stdin = sys.stdin.buffer if len(hosts) == 1 and invocation.mode == "run" else None
-    with _signals(interrupts), raw_mode(bool(invocation.tty) and sys.stdin.isatty()):
+    terminal_mode = _TerminalMode(sys.stdin.isatty() and len(hosts) == 1)
+    with _signals(interrupts), terminal_mode:
         results = fleet.run_hosts(
             selection,
             settings,
@@ -342,7 +341,7 @@ def _run(words: tuple[str, ...], raw: bool, opts: dict[str, Any]) -> int:
             policy,
             interrupts,
             stdin=stdin,
-            escape=bool(invocation.tty) and sys.stdin.isatty(),
+            on_spec=terminal_mode.spec_ready,
         )
     refused = fleet.drift_refusal(results)
     if refused is not None:
@@ -388,6 +387,31 @@ def _show_plans(results: Sequence[Any], terminal: Terminal, as_json: bool) -> No
             lines.append(f"  extra env:   {', '.join(k + '=***' for k in extra)}")
         lines.append(f"  command:     {r.display}")
         terminal.write("stdout", ("\n".join(lines) + "\n").encode())
+
+
+class _TerminalMode:
+    """Raw mode for our terminal once a run's spec says it has a PTY; restored on exit."""
+
+    def __init__(self, possible: bool) -> None:
+        self.possible = possible
+        self.raw: contextlib.ExitStack | None = None
+
+    def spec_ready(self, spec: Any) -> bool:
+        """Called by the session before streaming; True when keystrokes go raw (and ~. works)."""
+        if not (self.possible and spec.pty) or self.raw is not None:
+            return False
+        from oneoff.terminal import raw_mode
+
+        self.raw = contextlib.ExitStack()
+        self.raw.enter_context(raw_mode(True))
+        return True
+
+    def __enter__(self) -> _TerminalMode:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.raw is not None:
+            self.raw.close()
 
 
 class _signals:

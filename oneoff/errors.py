@@ -5,7 +5,8 @@ status without knowing where it came from::
 
     OneoffError                      (exit 1)
     ├── UsageError                   (exit 2)  bad flag, unknown task or target
-    │   └── InventoryError           (exit 2)  file:line: dotted.path: what was expected
+    │   ├── InventoryError           (exit 2)  file:line: dotted.path: what was expected
+    │   └── DriftRefused             (exit 2)  hosts on different releases
     ├── LockBusy                     (exit 75) another run holds the lock
     └── CannotRun                    (exit 255) nothing ran on that host
         ├── ConnectError                       DNS, refused, timeout, auth
@@ -48,7 +49,10 @@ class OneoffError(Exception):
 
     def __str__(self) -> str:
         text = f"{self.host}: {self.message}" if self.host else self.message
-        return f"{text} ({self.hint})" if self.hint else text
+        if not self.hint:
+            return text
+        # a multi-line message (a table) gets its hint on a line of its own
+        return f"{text.rstrip()}\n{self.hint}" if "\n" in text else f"{text} ({self.hint})"
 
 
 class UsageError(OneoffError):
@@ -59,6 +63,10 @@ class UsageError(OneoffError):
 
 class InventoryError(UsageError):
     """The inventory file is not valid; the message carries file:line and key."""
+
+
+class DriftRefused(UsageError):
+    """Hosts of one target are on different releases; nothing was run (--allow-drift)."""
 
 
 class LockBusy(OneoffError):

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import IO, TYPE_CHECKING, Literal
 
 from oneoff.audit import LocalJournal
-from oneoff.errors import CannotRun, OneoffError, UsageError
+from oneoff.errors import CannotRun, DriftRefused, OneoffError, UsageError
 from oneoff.plan import Invocation, all_tasks, build_spec, probe_request
 from oneoff.release import ResolvedRelease
 from oneoff.result import HostResult, RunSpec, new_run_id, operator_identity
@@ -122,13 +122,13 @@ class Interrupts:
         return self.count > 0
 
 
-class DriftError(UsageError):
-    """Hosts of one target are on different releases; nothing was run."""
+class DriftError(DriftRefused):
+    """The table of who is on what, built from the probed releases."""
 
     def __init__(self, releases: Mapping[str, ResolvedRelease | OneoffError | None]) -> None:
         rows = "\n".join(f"  {host:<16} {_release_label(r)}" for host, r in releases.items())
         super().__init__(
-            f"the hosts are on different releases:\n{rows}\n",
+            f"the hosts are on different releases:\n{rows}",
             hint="finish the deploy first, or pass --allow-drift",
         )
 
@@ -245,7 +245,7 @@ def run_hosts(
     interrupts: Interrupts,
     *,
     stdin: IO[bytes] | None = None,
-    escape: bool = False,
+    on_spec: Callable[[RunSpec], bool] | None = None,
 ) -> list[HostResult]:
     """Run on the selected hosts; one result per host, in host order, every host reported."""
     hosts = selection.hosts
@@ -273,7 +273,7 @@ def run_hosts(
             alive_count_max=s.alive_count_max,
             retries=policy.retries,
             journal=journal,
-            escape=escape,
+            on_spec=on_spec,
         )
         interrupts.add(session)
         run_id = new_run_id()
@@ -335,7 +335,8 @@ def probe_hosts(
         s = settings(host)
         transport = make_transport(s, policy)
         try:
-            return probe_only(transport, probe_request(s, invocation), s.connect_timeout + 20)
+            request = probe_request(s, invocation)
+            return probe_only(transport, request, s.connect_timeout + 20, policy.retries)
         except OneoffError as exc:
             return exc
         finally:

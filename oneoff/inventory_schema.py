@@ -302,12 +302,13 @@ class Settings(_Strict):
     )
     alive_interval: Duration | None = Field(
         default=None,
-        description="Send an SSH keepalive after this long without traffic; 0 turns it off. "
-        "Default: 10s.",
+        description="Heartbeat period: oneoff and its agent each send one every half of this "
+        "over the SSH channel; 0 turns heartbeats off. Default: 10s.",
     )
     alive_count_max: AtLeastOne | None = Field(
         default=None,
-        description="Unanswered keepalives before the connection counts as lost. Default: 3.",
+        description="Intervals of silence before either end counts the connection as lost "
+        "(the agent then stops the command). Default: 3.",
     )
     kill_after: Duration | None = Field(
         default=None,

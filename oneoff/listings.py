@@ -60,9 +60,22 @@ def run(
 
 
 def majority_release(found: Found) -> str | None:
-    """The release most reachable hosts run: the reference a drifting host is marked against."""
+    """The release most reachable hosts run: the reference a drifting host is marked against.
+
+    On a tie the newest release id wins (ids sort by deploy time), so the hosts left
+    behind by an unfinished deploy are the ones marked.
+    """
     ids = [r.release_id for r in found.values() if isinstance(r, ResolvedRelease)]
-    return max(sorted(set(ids)), key=ids.count) if ids else None
+    return max(set(ids), key=lambda i: (ids.count(i), i)) if ids else None
+
+
+def _status(found: Found) -> int:
+    """0, or the status of the hosts' errors (2 when every one is the user's mistake)."""
+    errors = [r for r in found.values() if isinstance(r, OneoffError)]
+    if not errors:
+        return 0
+    statuses = {e.exit_status for e in errors}
+    return statuses.pop() if len(statuses) == 1 else 255
 
 
 def releases(found: Found, opts: dict[str, Any], terminal: Terminal) -> int:
@@ -100,50 +113,48 @@ def releases(found: Found, opts: dict[str, Any], terminal: Terminal) -> int:
             )
         )
     text = table(rows)
+    on_common = sum(1 for rec in records if rec.get("release") == common)
     if any(rec.get("drift") for rec in records):
-        text += f"\n* not on {common}, the release most hosts run"
+        text += f"\n* not on {common} (run by {on_common} of {len(records)} hosts)"
     _emit(terminal, opts, records, text)
-    return 255 if any("error" in rec for rec in records) else 0
+    return _status(found)
 
 
 def tasks(found: Found, inventory: Inventory, opts: dict[str, Any], terminal: Terminal) -> int:
-    from oneoff.tasks import release_tasks
+    """Every task of each host's release, sorted by name, with what each one overrides."""
+    from oneoff.shell import render
+    from oneoff.tasks import definitions, release_tasks
 
-    status = 0
     records: list[dict[str, Any]] = []
     rows = [("HOST", "TASK", "COMMAND", "FROM", "DESCRIPTION")]
     for host, r in found.items():
         if isinstance(r, OneoffError):
             terminal.message(str(r))
-            status = 255
             continue
         sources = release_tasks(r)
         for problem in sources.problems:
             terminal.message(f"{host}: {problem} (other tasks still work)")
-        merged = {**sources.presets, **inventory.tasks, **sources.shipped}
-        for task in merged.values():
-            shadowed = [
-                t.source
-                for t in (sources.presets.get(task.name), inventory.tasks.get(task.name))
-                if t is not None and t is not task
-            ]
-            command = " ".join(task.command)
+        for name, (task, *shadowed) in definitions(inventory.tasks, sources).items():
+            command = render(task.command)
+            over = [t.source for t in shadowed]
             records.append(
                 {
                     "host": host,
-                    "task": task.name,
+                    "task": name,
                     "command": command,
                     "source": task.source,
-                    "overrides": shadowed,
+                    "overrides": over,
                     "run": task.run,
                     "lock": task.lock,
+                    "timeout": task.timeout,
+                    "tty": task.tty,
                     "description": task.description,
                 }
             )
-            source = task.source + (f" (over {', '.join(shadowed)})" if shadowed else "")
-            rows.append((host, task.name, command, source, task.description or ""))
+            source = task.source + (f" (over {', '.join(over)})" if over else "")
+            rows.append((host, name, command, source, task.description or ""))
     _emit(terminal, opts, records, table(rows))
-    return status
+    return _status(found)
 
 
 def hosts(inventory: Inventory, opts: dict[str, Any], terminal: Terminal) -> int:

@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from typing import IO, TYPE_CHECKING, Any, Literal, Protocol
 
 from oneoff.durations import format_duration
+from oneoff.errors import DriftRefused
 
 if TYPE_CHECKING:
     from oneoff.release import ResolvedRelease
@@ -35,15 +36,33 @@ class Reporter(Protocol):
 
 
 def make_reporter(
-    terminal: Terminal, hosts: Sequence[str], *, as_json: bool = False, quiet: bool = False
+    terminal: Terminal,
+    hosts: Sequence[str],
+    *,
+    as_json: bool = False,
+    quiet: bool = False,
+    verbose: bool = False,
 ) -> RawReporter | PrefixReporter | JsonReporter:
     """Raw for one host, prefixed lines for several, JSON Lines when asked."""
     if as_json:
         return JsonReporter(terminal)
     if len(hosts) == 1:
-        return RawReporter(terminal, quiet=quiet)
+        return RawReporter(terminal, quiet=quiet, verbose=verbose)
     progress = len(hosts) > PROGRESS_MIN_HOSTS and terminal.is_tty("stderr") and not quiet
-    return PrefixReporter(terminal, hosts, quiet=quiet, progress=progress)
+    return PrefixReporter(terminal, hosts, quiet=quiet, progress=progress, verbose=verbose)
+
+
+def describe_start(host: str, release: ResolvedRelease, spec: RunSpec) -> str:
+    """What -v says before a run: where, which release, which interpreter, what command."""
+    revision = f" ({release.revision[:12]})" if release.revision else ""
+    extras = [f"lock {spec.lock}"] if spec.lock else []
+    if spec.timeout:
+        extras.append(f"timeout {format_duration(spec.timeout)}")
+    tail = f" [{', '.join(extras)}]" if extras else ""
+    return (
+        f"{host}: release {release.release_id}{revision} at {release.path}, "
+        f"{release.python}; run {spec.run_id}: {spec.display}{tail}"
+    )
 
 
 def write_all(fd: int, data: bytes) -> None:
@@ -85,12 +104,14 @@ class Terminal:
 class RawReporter:
     """One host: the command's bytes pass through unchanged."""
 
-    def __init__(self, terminal: Terminal, *, quiet: bool = False) -> None:
+    def __init__(self, terminal: Terminal, *, quiet: bool = False, verbose: bool = False) -> None:
         self.terminal = terminal
         self.quiet = quiet
+        self.verbose = verbose and not quiet
 
     def started(self, host: str, release: ResolvedRelease, spec: RunSpec) -> None:
-        pass
+        if self.verbose:
+            self.terminal.message(describe_start(host, release, spec))
 
     def output(self, host: str, stream: Stream, data: bytes) -> None:
         self.terminal.write(stream, data)
@@ -104,7 +125,7 @@ class RawReporter:
 
     def summary(self, results: Sequence[HostResult], status: int) -> None:
         for result in results:
-            if result.error is not None:
+            if result.error is not None and not isinstance(result.error, DriftRefused):
                 self.terminal.message(str(result.error))
 
 
@@ -122,9 +143,11 @@ class PrefixReporter:
         *,
         quiet: bool = False,
         progress: bool = False,
+        verbose: bool = False,
     ) -> None:
         self.terminal = terminal
         self.quiet = quiet
+        self.verbose = verbose and not quiet
         width = max((len(h) for h in hosts), default=0)
         colour = terminal.is_tty("stdout") and "NO_COLOR" not in os.environ
         self.prefix = {h: _prefix(h, width, i if colour else None) for i, h in enumerate(hosts)}
@@ -137,7 +160,8 @@ class PrefixReporter:
         self.bar_shown = False
 
     def started(self, host: str, release: ResolvedRelease, spec: RunSpec) -> None:
-        pass
+        if self.verbose:
+            self._write("stderr", f"oneoff: {describe_start(host, release, spec)}\n".encode())
 
     def _write(self, stream: Stream, block: bytes) -> None:
         """Write under the lock, keeping the progress line out of the way."""
@@ -187,7 +211,7 @@ class PrefixReporter:
         with self.lock:
             self.done += 1
             self.failed += 0 if result.ok else 1
-        if result.error is not None:
+        if result.error is not None and not isinstance(result.error, DriftRefused):
             self._write("stderr", f"oneoff: {result.error}\n".encode())
         else:
             with self.lock:
@@ -198,7 +222,7 @@ class PrefixReporter:
             if self.bar_shown:
                 self.terminal.write("stderr", b"\r\x1b[K")
                 self.bar_shown = False
-        if all(r.plan is not None for r in results):
+        if self.quiet or all(r.plan is not None for r in results):
             return
         from oneoff.fleet import summary_counts
 

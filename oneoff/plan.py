@@ -34,7 +34,9 @@ class Invocation:
     timeout: float | None = None
     lock: str | None = None
     lock_wait: float = 0.0
-    tty: bool | None = None
+    tty: bool | None = None  # -t / -T; None: the task's `tty`, else `interactive`
+    interactive: bool = False  # our stdin and stdout are terminals and one host runs
+    one_host: bool = True  # a task's `tty: true` asks for a PTY only where one host runs
     audit: bool = True
     mode: Mode = "run"
     term: str | None = None
@@ -83,6 +85,19 @@ def all_tasks(
     return {name: tasks[0] for name, tasks in definitions(inventory_tasks, found).items()}
 
 
+def task_argv(task: Task, args: tuple[str, ...], host: str | None = None) -> tuple[str, ...]:
+    """A task's command with ARGS appended; a shell-line task refuses them rather than
+    pass them to the last command of the line only (``--dry-run`` reaching ``b`` of
+    ``a && b`` would let ``a`` run for real)."""
+    if task.shell and args:
+        raise UsageError(
+            f"task {task.name!r} ({task.source}) is a shell line and takes no arguments",
+            host=host,
+            hint="run the command with its arguments: oneoff -H HOST -- COMMAND [ARGS...]",
+        )
+    return (*task.command, *args)
+
+
 def script_argv(path: str, args: tuple[str, ...]) -> tuple[str, ...]:
     """A script shipped in the release; a path that leaves the release is refused.
 
@@ -114,7 +129,7 @@ def build_spec(
     task: Task | None = None
     if invocation.kind == "task":
         task = find_task(invocation.words[0], inventory_tasks, release)
-        argv = (*task.command, *invocation.words[1:])
+        argv = task_argv(task, invocation.words[1:], host=release.host)
     elif invocation.kind == "script":
         argv = script_argv(invocation.words[0], invocation.words[1:])
     else:
@@ -125,7 +140,14 @@ def build_spec(
         invocation.timeout if invocation.timeout is not None else (task.timeout if task else None)
     )
     lock = invocation.lock or (task.lock if task else None)
-    pty = bool(invocation.tty if invocation.tty is not None else False)
+    if invocation.detach:
+        pty = False
+    elif invocation.tty is not None:
+        pty = invocation.tty
+    elif task is not None and task.tty is not None:
+        pty = task.tty and invocation.one_host
+    else:
+        pty = invocation.interactive
     return RunSpec(
         host=settings.name,
         run_id=run_id,

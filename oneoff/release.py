@@ -269,4 +269,3 @@ def split_probe_output(buffer: bytes) -> tuple[bytes, bytes] | None:
             if len(buffer) < pos + size:
                 return None
             pos += size
-

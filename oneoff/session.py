@@ -82,9 +82,9 @@ def connect_with_retries(transport: Transport, retries: int) -> None:
             delay = min(delay * 2, 30.0)
 
 
-def collect(transport: Transport, script: str, timeout: float) -> bytes:
+def collect(transport: Transport, script: str, timeout: float, retries: int = 0) -> bytes:
     """Run a read-only sh *script* and return its whole stdout (audit, ps, logs)."""
-    transport.connect()
+    connect_with_retries(transport, retries)
     process = transport.start(script)
     try:
         chunks = []
@@ -95,9 +95,11 @@ def collect(transport: Transport, script: str, timeout: float) -> bytes:
         process.close()
 
 
-def probe_only(transport: Transport, request: ProbeRequest, timeout: float) -> ResolvedRelease:
+def probe_only(
+    transport: Transport, request: ProbeRequest, timeout: float, retries: int = 0
+) -> ResolvedRelease:
     """Resolve the release without running anything (releases, tasks, drift checks)."""
-    transport.connect()
+    connect_with_retries(transport, retries)
     process = transport.start(probe_script(request, "probe"))
     try:
         buffer = b""
@@ -146,7 +148,7 @@ class Session:
         alive_count_max: int = 3,
         retries: int = 0,
         journal: LocalJournal | None = None,
-        escape: bool = False,
+        on_spec: Callable[[RunSpec], bool] | None = None,
     ) -> None:
         self.transport = transport
         self.host = transport.host
@@ -161,7 +163,8 @@ class Session:
         self._interrupts = 0
         self._done = threading.Event()
         self._aborted = False
-        self.escape = escape
+        self.on_spec = on_spec
+        self.escape = False  # the ~. escape, for a PTY run driven from our terminal
 
     # -- called from other threads / signal handlers --------------------------------
     def interrupt(self) -> None:
@@ -208,6 +211,8 @@ class Session:
                 key = self.transport.key_fingerprint()
                 if key:
                     spec = replace(spec, operator={**spec.operator, "key": key})
+                if self.on_spec is not None:
+                    self.escape = self.on_spec(spec)
                 payload = json.dumps(spec.to_agent(proto.PROTOCOL_VERSION)).encode()
                 process.send(proto.encode_frame(proto.SPEC, payload))
                 self.reporter.started(self.host, release, spec)
@@ -459,8 +464,11 @@ def _agent_error(host: str, event: dict[str, Any]) -> OneoffError:
             f"env file {message}", host=host, hint="fix that line; values are never shown"
         )
     if kind == "state_dir":
+        hint = "fix its permissions or set state_dir"
         return ReleaseError(
-            message, host=host, hint="fix its permissions, set state_dir, or pass --no-audit"
+            message,
+            host=host,
+            hint=hint + (" (a lock lives there)" if event.get("lock") else ", or pass --no-audit"),
         )
     if kind == "spawn":
         return _SpawnError(message, host=host, status=int(event.get("status", 127)))

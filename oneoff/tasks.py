@@ -5,8 +5,11 @@ from __future__ import annotations
 import re
 import shlex
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
+
+from oneoff.shell import render
 
 if TYPE_CHECKING:
     from oneoff.release import ResolvedRelease
@@ -33,6 +36,9 @@ class Task:
     timeout: float | None = None
     tty: bool | None = None
     description: str | None = None
+    shell: bool = False
+    """The command is a shell line (a Procfile's) run as ``sh -c``: it takes no ARGS, since
+    appending them to a line such as ``a && b`` would reach only ``b``."""
 
 
 @dataclass(frozen=True)
@@ -42,9 +48,15 @@ class ReleaseTasks:
     ``problems`` are task-file errors (``file:line: why``); the other tasks keep working.
     """
 
-    shipped: dict[str, Task]
+    pyproject: dict[str, Task]
+    procfile: dict[str, Task]
     presets: dict[str, Task]
     problems: tuple[str, ...] = ()
+
+    @property
+    def shipped(self) -> dict[str, Task]:
+        """Tasks defined in the release's files; ``pyproject.toml`` wins over the Procfile."""
+        return {**self.procfile, **self.pyproject}
 
 
 _RUN_POLICIES = ("once", "each")
@@ -53,14 +65,73 @@ _RUN_POLICIES = ("once", "each")
 def release_tasks(release: ResolvedRelease) -> ReleaseTasks:
     """Read ``[tool.oneoff.tasks]`` and the ``Procfile`` the probe brought back, and the presets."""
     problems: list[str] = []
-    shipped: dict[str, Task] = {}
     procfile = release.files.get("Procfile")
-    if procfile is not None:
-        shipped.update(_procfile_tasks(procfile.decode("utf-8", "replace"), problems))
     pyproject = release.files.get("pyproject.toml")
-    if pyproject is not None:
-        shipped.update(_pyproject_tasks(pyproject.decode("utf-8", "replace"), problems))
-    return ReleaseTasks(shipped, _presets(release), tuple(problems))
+    return ReleaseTasks(
+        pyproject=_pyproject_tasks(pyproject.decode("utf-8", "replace"), problems)
+        if pyproject is not None
+        else {},
+        procfile=_procfile_tasks(procfile.decode("utf-8", "replace"), problems)
+        if procfile is not None
+        else {},
+        presets=_presets(release),
+        problems=tuple(problems),
+    )
+
+
+def definitions(
+    inventory_tasks: Mapping[str, Task], found: ReleaseTasks | None
+) -> dict[str, tuple[Task, ...]]:
+    """Every definition of every task name, by name, the one that wins first.
+
+    Admin code ships with the release, so the release's own files win (``pyproject.toml``
+    over the ``Procfile``), then the inventory, then the framework presets.
+    """
+    layers: tuple[Mapping[str, Task], ...] = (inventory_tasks,)
+    if found is not None:
+        layers = (found.pyproject, found.procfile, inventory_tasks, found.presets)
+    names = sorted({name for layer in layers for name in layer})
+    return {name: tuple(layer[name] for layer in layers if name in layer) for name in names}
+
+
+def task_lines(tasks: Mapping[str, Task]) -> list[str]:
+    """One aligned line per task (name, command, where from, description), for messages."""
+    rows = [
+        (t.name, render(t.command), t.source, t.description or "")
+        for t in sorted(tasks.values(), key=lambda t: t.name)
+    ]
+    if not rows:
+        return []
+    widths = [max(len(row[i]) for row in rows) for i in range(3)]
+    return [
+        "  ".join([*(cell.ljust(w) for cell, w in zip(row, widths, strict=False)), row[3]]).rstrip()
+        for row in rows
+    ]
+
+
+# A Procfile line is a shell command (Heroku and foreman run it with sh). Unquoted, these
+# need the shell; within double quotes, only $ ` and \ do.
+_SHELL_SYNTAX = frozenset("$;&|<>`()*?[]{}~#\n")
+_DOUBLE_QUOTED_SYNTAX = frozenset("$`\\")
+
+
+def needs_shell(line: str) -> bool:
+    """True when *line* uses shell syntax (``&&``, ``$VAR``, globs, ``VAR=x cmd``...), so it
+    must run as ``sh -c LINE``; False when splitting it into an argv means the same."""
+    quote = ""
+    for char in line:
+        if quote == "'":
+            quote = "" if char == "'" else quote
+        elif quote == '"':
+            if char in _DOUBLE_QUOTED_SYNTAX:
+                return True
+            quote = "" if char == '"' else quote
+        elif char in "'\"":
+            quote = char
+        elif char in _SHELL_SYNTAX or char == "\\":
+            return True
+    first = line.split(maxsplit=1)[0] if line.strip() else ""
+    return "=" in first.split("'", 1)[0].split('"', 1)[0]
 
 
 def _procfile_tasks(text: str, problems: list[str]) -> dict[str, Task]:
@@ -70,17 +141,23 @@ def _procfile_tasks(text: str, problems: list[str]) -> dict[str, Task]:
         if not line or line.startswith("#"):
             continue
         name, sep, command = line.partition(":")
-        name = name.strip()
+        name, command = name.strip(), command.strip()
+        if not sep or not _TASK_NAME.fullmatch(name) or not command:
+            problems.append(f"Procfile:{number}: expected 'name: command'")
+            continue
         try:
             argv = tuple(shlex.split(command))
         except ValueError as exc:
             problems.append(f"Procfile:{number}: {exc}")
             continue
-        if not sep or not _TASK_NAME.fullmatch(name) or not argv:
-            problems.append(f"Procfile:{number}: expected 'name: command'")
-            continue
-        tasks[name] = Task(name, argv, source=f"Procfile:{number}")
+        if needs_shell(command):
+            tasks[name] = Task(name, ("sh", "-c", command), f"Procfile:{number}", shell=True)
+        else:
+            tasks[name] = Task(name, argv, source=f"Procfile:{number}")
     return tasks
+
+
+_TOML_WHERE = re.compile(r"\s*\(at (?:line (\d+), column (\d+)|end of document)\)$")
 
 
 def _pyproject_tasks(text: str, problems: list[str]) -> dict[str, Task]:
@@ -91,29 +168,72 @@ def _pyproject_tasks(text: str, problems: list[str]) -> dict[str, Task]:
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        problems.append(f"pyproject.toml: {exc}")
+        problems.append(_toml_problem(str(exc), text))
         return {}
-    table = data.get("tool", {}).get("oneoff", {}).get("tasks", {})
+    table: object = data
+    for key in ("tool", "oneoff", "tasks"):
+        table = table.get(key, {}) if isinstance(table, dict) else None
+    lines = _task_line_numbers(text)
+
+    def at(name: str) -> str:
+        return f"pyproject.toml:{lines[name]}" if name in lines else "pyproject.toml"
+
     if not isinstance(table, dict):
-        problems.append("pyproject.toml: [tool.oneoff.tasks] must be a table")
+        problems.append(f"{at('')}: [tool.oneoff.tasks] must be a table")
         return {}
     tasks: dict[str, Task] = {}
     for name, value in table.items():
-        where = f"pyproject.toml [tool.oneoff.tasks] {name}"
+        where = at(name)
         try:
             tasks[name] = _task_from_value(name, value, where)
         except ValueError as exc:
-            problems.append(f"{where}: {exc}")
+            problems.append(f"{where}: [tool.oneoff.tasks] {name}: {exc}")
     return tasks
+
+
+def _toml_problem(message: str, text: str) -> str:
+    """``pyproject.toml:LINE: why``, from tomllib's ``why (at line L, column C)``."""
+    match = _TOML_WHERE.search(message)
+    if match is None:
+        return f"pyproject.toml: {message}"
+    why = message[: match.start()]
+    if match.group(1) is None:
+        return f"pyproject.toml:{text.count(chr(10)) + 1}: {why} (at the end of the file)"
+    return f"pyproject.toml:{match.group(1)}: {why} (column {match.group(2)})"
+
+
+_TOML_KEY = re.compile(r"""\s*(?:"([^"]*)"|'([^']*)'|([A-Za-z0-9_-]+))\s*=""")
+
+
+def _task_line_numbers(text: str) -> dict[str, int]:
+    """Where each task of ``[tool.oneoff.tasks]`` is defined, so problems name a line.
+
+    tomllib gives values without positions; this reads the usual spellings (a key under
+    ``[tool.oneoff.tasks]``, or a ``[tool.oneoff.tasks.NAME]`` table) and skips the rest.
+    """
+    found: dict[str, int] = {}
+    section = ""
+    for number, raw in enumerate(text.splitlines(), start=1):
+        line = raw.strip()
+        if line.startswith("["):
+            section = re.sub(r"\s+", "", line.split("#", 1)[0]).strip("[]").replace('"', "")
+            if section == "tool.oneoff.tasks":
+                found.setdefault("", number)
+            elif section.startswith("tool.oneoff.tasks."):
+                found.setdefault(section.removeprefix("tool.oneoff.tasks."), number)
+            continue
+        if section == "tool.oneoff.tasks" and (match := _TOML_KEY.match(line)):
+            found.setdefault(next(g for g in match.groups() if g is not None), number)
+    return found
 
 
 def _task_from_value(name: str, value: object, source: str) -> Task:
     if not _TASK_NAME.fullmatch(name):
         raise ValueError("task names are letters, digits and _ . : -")
-    if isinstance(value, str):
+    if isinstance(value, (str, list)):
         value = {"command": value}
     if not isinstance(value, dict):
-        raise ValueError("expected a command string or a table with `command`")
+        raise ValueError("expected a command (a string or a list) or a table with `command`")
     unknown = set(value) - {"command", "run", "lock", "timeout", "tty", "description"}
     if unknown:
         raise ValueError(f"unknown key(s): {', '.join(sorted(unknown))}")
@@ -173,7 +293,7 @@ def _presets(release: ResolvedRelease) -> dict[str, Task]:
             lock="migrate",
             description="apply Alembic migrations",
         )
-    elif "migrations" in markers:
+    elif "migrations/alembic.ini" in markers:
         presets["migrate"] = Task(
             "migrate",
             ("flask", "db", "upgrade"),

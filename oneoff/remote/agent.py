@@ -319,6 +319,7 @@ class Agent:
                 "state_dir",
                 "cannot write %s: %s" % (exc.filename or self.state.path, exc.strerror),
                 path=exc.filename or self.state.path,
+                lock=bool(spec.get("lock")),
             )
         record = self.audit_base()
         if spec.get("detach"):
@@ -422,6 +423,7 @@ class Agent:
             "release_id": spec["release_id"],
             "revision": spec.get("revision"),
             "command": spec["display"],
+            "argv": spec["argv"],
             "task": spec.get("task"),
             "lock": spec.get("lock"),
             "tty": bool(spec.get("pty")),

@@ -173,6 +173,12 @@ class SshTransport:
             "allow_agent": True,
         }
         if s.identity_file is not None:
+            if not Path(s.identity_file).is_file():
+                raise ConnectError(
+                    f"identity_file {s.identity_file} does not exist",
+                    host=self.host,
+                    hint="fix identity_file in the inventory, or leave it out to use ssh-agent",
+                )
             connect_kwargs["key_filename"] = [str(s.identity_file)]
             connect_kwargs["look_for_keys"] = False
         return Connection(

@@ -17,14 +17,25 @@ release gets its own venv with its own ``pyvenv.cfg`` and ``bin/python``.
 
 from __future__ import annotations
 
+import importlib.util
 import os
+import subprocess
+import sys
 import uuid
 import venv
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["DEFAULT_RELEASE_ID", "DEFAULT_SHARED_ENV", "AppTree", "make_app", "make_venv"]
+__all__ = [
+    "DEFAULT_RELEASE_ID",
+    "DEFAULT_SHARED_ENV",
+    "AppTree",
+    "PackageInstallFailed",
+    "make_app",
+    "make_venv",
+    "make_venv_with",
+]
 
 DEFAULT_RELEASE_ID = "20261128T120000"
 DEFAULT_SHARED_ENV = "DATABASE_URL=postgres://u:s3cret@db/shop\nGREETING=hello\n"
@@ -34,6 +45,38 @@ def make_venv(path: Path) -> Path:
     """Create a real virtualenv (no pip) at ``path``; returns its ``bin/python``."""
     venv.EnvBuilder(with_pip=False, symlinks=True, clear=False).create(path)
     return path / "bin" / "python"
+
+
+class PackageInstallFailed(RuntimeError):
+    """pip could not install the packages (no package index reachable, typically)."""
+
+
+def make_venv_with(path: Path, packages: Sequence[str]) -> Path:
+    """Create a virtualenv at ``path`` with *packages* pip-installed; returns its ``bin/python``.
+
+    Slow (seconds, from the package index or pip's cache): make one per test session and
+    link releases to it (``<release>/.venv -> path``), as deploys that keep the venv in
+    ``shared/`` do. The running interpreter's pip installs into it (``pip --python``), which
+    saves seeding pip into the new venv; without one, the venv gets its own pip.
+    """
+    own_pip = importlib.util.find_spec("pip") is None
+    venv.EnvBuilder(with_pip=own_pip, symlinks=True, clear=True).create(path)
+    python = path / "bin" / "python"
+    pip = (
+        [str(python), "-m", "pip"]
+        if own_pip
+        else [sys.executable, "-m", "pip", "--python", str(python)]
+    )
+    result = subprocess.run(
+        [*pip, "install", "--quiet", "--disable-pip-version-check", *packages],
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if result.returncode != 0:
+        raise PackageInstallFailed(f"pip install {' '.join(packages)}: {result.stderr.strip()}")
+    return python
 
 
 @dataclass(frozen=True)
