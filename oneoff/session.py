@@ -339,20 +339,18 @@ class Session:
             raise AgentError(
                 f"the agent did not start: {detail}", host=self.host, hint="run with --debug"
             )
-        duration = time.monotonic() - started
         if failure is not None:
             raise failure
+        ran = HostResult(
+            host=self.host,
+            display=spec.display,
+            run_id=spec.run_id,
+            release_id=release.release_id,
+            revision=release.revision,
+            duration=time.monotonic() - started,
+        )
         if plan is not None:
-            return HostResult(
-                host=self.host,
-                display=spec.display,
-                run_id=spec.run_id,
-                release_id=release.release_id,
-                revision=release.revision,
-                status=0,
-                duration=duration,
-                plan=plan,
-            )
+            return replace(ran, status=0, plan=plan)
         if outcome is None:
             if self._interrupts:
                 raise ConnectionLost(
@@ -369,18 +367,13 @@ class Session:
             raise ConnectionLost(
                 "the agent lost contact with us and stopped the command", host=self.host
             )
-        return HostResult(
-            host=self.host,
-            display=spec.display,
-            run_id=spec.run_id,
-            release_id=release.release_id,
-            revision=release.revision,
+        return replace(
+            ran,
             status=outcome.get("status"),
             signal=outcome.get("signal"),
             signal_number=outcome.get("signal_number"),
             timed_out=bool(outcome.get("timed_out")),
             interrupted=self._interrupts > 0 and outcome.get("status") != 0,
-            duration=duration,
             detached=bool(outcome.get("detached")),
         )
 

@@ -23,8 +23,8 @@ _LOCK_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 class Task:
     """One named admin command, e.g. ``migrate`` -> ``python manage.py migrate --noinput``.
 
-    ``source`` says where it was defined (``inventory.yaml:42``, ``pyproject.toml``,
-    ``Procfile``, ``preset: django``) so ``oneoff tasks`` can show it and collisions
+    ``source`` says where it was defined (``inventory.yaml:42``, ``pyproject.toml:7``,
+    ``Procfile:2``, ``preset: django``) so ``oneoff tasks`` can show it and collisions
     can be explained.
     """
 

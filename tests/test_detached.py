@@ -7,20 +7,10 @@ import os
 import re
 import signal
 import time
-from collections.abc import Callable
 from pathlib import Path
 
-from support.run import oneoff, processes_with
+from support.run import oneoff, processes_with, wait_for
 from support.sshd import SshHost, WriteInventory
-
-
-def wait_for(predicate: Callable[[], bool], timeout: float = 20.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.1)
-    return predicate()
 
 
 def detach(ssh_host: SshHost, *command: str, extra: tuple[str, ...] = ()) -> str:
@@ -52,7 +42,7 @@ def test_detached_run_outlives_the_client_and_logs_follow_returns_its_status(
     )
     run_id = detach(ssh_host, "python", "-c", code, str(go), marker)
     # the client has exited; the run goes on, its log growing
-    assert processes_with(marker)
+    assert wait_for(lambda: bool(processes_with(marker)))
     log = ssh_host.app.state_dir / "runs" / f"{run_id}.log"
     assert wait_for(lambda: log.exists() and b"tick 1" in log.read_bytes())
     assert ps(ssh_host)[run_id]["state"] == "running"

@@ -13,28 +13,19 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 from support.netns import VethLink, create_link, netns_unavailable_reason
 from support.release import AppTree, make_app
-from support.run import oneoff, processes_with, spawn
+from support.run import oneoff, processes_with, spawn, wait_for
 from support.sshd import ClientKey, SshServer, process_tree, start_sshd
 
 pytestmark = [pytest.mark.slow, pytest.mark.netns]
 
 SSH_PORT = 2222  # any port: the namespace is ours alone
-
-
-def wait_for(predicate: Callable[[], bool], timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.1)
-    return predicate()
 
 
 @pytest.fixture(scope="module")

@@ -12,19 +12,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from support.run import oneoff, processes_with, spawn
+from support.run import oneoff, processes_with, spawn, wait_for
 from support.sshd import SshHost
 
 SECRET = "s3cret"
-
-
-def wait_for(predicate: Callable[[], bool], timeout: float = 20.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.1)
-    return predicate()
 
 
 def sleeper(marker: str, *, ignore: str = "", seconds: int = 120) -> list[str]:

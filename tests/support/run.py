@@ -5,7 +5,8 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 ONEOFF = [sys.executable, "-m", "oneoff"]
@@ -66,3 +67,13 @@ def processes_with(text: str) -> list[tuple[int, str]]:
         if needle in cmdline:
             found.append((int(entry.name), cmdline.replace(b"\0", b" ").decode(errors="replace")))
     return found
+
+
+def wait_for(predicate: Callable[[], bool], timeout: float = 20.0) -> bool:
+    """Poll *predicate* until it holds or *timeout* passes; its last answer."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.1)
+    return predicate()
