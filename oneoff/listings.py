@@ -62,11 +62,15 @@ def run(
 def majority_release(found: Found) -> str | None:
     """The release most reachable hosts run: the reference a drifting host is marked against.
 
-    On a tie the newest release id wins (ids sort by deploy time), so the hosts left
-    behind by an unfinished deploy are the ones marked.
+    On a tie the most recently deployed release wins, so the hosts left behind by an
+    unfinished deploy are the ones marked.
     """
-    ids = [r.release_id for r in found.values() if isinstance(r, ResolvedRelease)]
-    return max(set(ids), key=lambda i: (ids.count(i), i)) if ids else None
+    ok = [r for r in found.values() if isinstance(r, ResolvedRelease)]
+    ids = [r.release_id for r in ok]
+    deployed = {
+        r.release_id: r.deployed_at or 0 for r in sorted(ok, key=lambda r: r.deployed_at or 0)
+    }
+    return max(set(ids), key=lambda i: (ids.count(i), deployed[i], i)) if ids else None
 
 
 def _status(found: Found) -> int:
