@@ -385,7 +385,15 @@ def _show_plans(results: Sequence[Any], terminal: Terminal, as_json: bool) -> No
         extra = plan.get("extra_env_keys") or []
         if extra:
             lines.append(f"  extra env:   {', '.join(k + '=***' for k in extra)}")
+        if plan.get("task"):
+            lines.append(f"  task:        {plan['task']} ({plan.get('task_source')})")
         lines.append(f"  command:     {r.display}")
+        if plan.get("lock"):
+            lines.append(f"  lock:        {plan['lock']}")
+        if plan.get("timeout"):
+            lines.append(f"  timeout:     {plan['timeout']:g}s")
+        if plan.get("tty"):
+            lines.append("  terminal:    yes (PTY)")
         terminal.write("stdout", ("\n".join(lines) + "\n").encode())
 
 

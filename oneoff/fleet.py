@@ -361,6 +361,8 @@ def exit_code(results: Sequence[HostResult]) -> int:
     if all(r.ok for r in results):
         return 0
     failed = [r for r in results if not r.ok]
+    if all(isinstance(r.error, UsageError) for r in failed):
+        return 2  # e.g. an unknown task or --release everywhere: nothing ran
     if all(r.lock_busy for r in failed):
         return 75
     if all(isinstance(r.error, CannotRun) for r in failed):

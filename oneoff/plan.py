@@ -161,6 +161,7 @@ def build_spec(
         state_dir=settings.state_dir,
         extra_env=invocation.extra_env,
         task=task.name if task else None,
+        task_source=task.source if task else None,
         mode=invocation.mode,
         timeout=timeout,
         kill_after=settings.kill_after,

@@ -46,6 +46,7 @@ class RunSpec:
     state_dir: str
     extra_env: Masked = Masked()
     task: str | None = None
+    task_source: str | None = None  # where the task was defined, for --dry-run
     mode: Mode = "run"
     timeout: float | None = None
     kill_after: float = 10.0
@@ -71,6 +72,7 @@ class RunSpec:
             "argv": list(self.argv),
             "display": self.display,
             "task": self.task,
+            "task_source": self.task_source,
             "release": self.release_path,
             "release_id": self.release_id,
             "revision": self.revision,

@@ -410,6 +410,11 @@ class Agent:
             extra_env_keys=sorted(self.spec.get("extra_env") or {}),
             cwd=self.spec["release"],
             path_head=env["PATH"].split(os.pathsep)[0],
+            task=self.spec.get("task"),
+            task_source=self.spec.get("task_source"),
+            lock=self.spec.get("lock"),
+            timeout=self.spec.get("timeout"),
+            tty=bool(self.spec.get("pty")),
         )
         self.flush(time.time() + 10)
         return 0
