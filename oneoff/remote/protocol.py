@@ -68,6 +68,7 @@ class FrameReader:
             end = FRAME.size + size
             if len(self._buf) < end:
                 break
-            frames.append((kind, bytes(self._buf[FRAME.size : end])))
-            del self._buf[:end]
+            with memoryview(self._buf) as view:  # one copy, not two
+                frames.append((kind, bytes(view[FRAME.size : end])))
+            del self._buf[:end]  # O(1): CPython moves a bytearray's start, not its bytes
         return frames
