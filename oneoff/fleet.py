@@ -16,11 +16,11 @@ from dataclasses import dataclass
 from typing import IO, TYPE_CHECKING, Literal
 
 from oneoff.audit import LocalJournal
-from oneoff.errors import CannotRun, DriftRefused, OneoffError, UsageError
+from oneoff.errors import AgentError, CannotRun, DriftRefused, OneoffError, UsageError
 from oneoff.plan import Invocation, all_tasks, build_spec, probe_request
 from oneoff.release import ResolvedRelease
 from oneoff.result import HostResult, RunSpec, new_run_id, operator_identity
-from oneoff.session import Session, probe_only
+from oneoff.session import PROBE_TIMEOUT, Session, probe_only
 
 if TYPE_CHECKING:
     from oneoff.inventory import HostSettings, Inventory
@@ -287,6 +287,9 @@ def run_hosts(
                 plan,
                 on_release=gate.arrive if gate is not None else None,
             )
+        except Exception as exc:  # a bug must cost one host, not every host's result
+            error = AgentError(f"internal error: {type(exc).__name__}: {exc}", host=host)
+            result = HostResult(host=host, error=error)
         finally:
             interrupts.discard(session)
             if gate is not None:
@@ -336,7 +339,7 @@ def probe_hosts(
         transport = make_transport(s, policy)
         try:
             request = probe_request(s, invocation)
-            return probe_only(transport, request, s.connect_timeout + 20, policy.retries)
+            return probe_only(transport, request, PROBE_TIMEOUT, policy.retries)
         except OneoffError as exc:
             return exc
         finally:

@@ -9,6 +9,7 @@ both ways too, so a dead link is noticed on both ends without sshd's help.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -47,6 +48,7 @@ if TYPE_CHECKING:
     from oneoff.transport.base import RemoteProcess, Transport
 
 READ_SIZE = 1 << 18
+PROBE_TIMEOUT = 120.0
 TICK = 1.0  # how often the reader looks up from the channel (abort flag, silence clock)
 STDIN_CHUNK = 1 << 18  # forwarded stdin per frame (well under the agent's MAX_FRAME)
 _AGENT_SOURCE: bytes | None = None
@@ -159,6 +161,9 @@ class Session:
         self.alive_interval = alive_interval
         # alive_interval 0 turns keepalives off: only a closed connection counts as lost
         self.silence_limit = alive_interval * alive_count_max if alive_interval > 0 else math.inf
+        # Before the agent runs there are no heartbeats, and a host's login (its rc files, a
+        # crowd of logins at once) may be slow: wait longer for the probe than for silence.
+        self.probe_timeout = max(PROBE_TIMEOUT, self.silence_limit)
         self._control: queue.Queue[bytes | None] = queue.Queue()
         self._interrupts = 0
         self._done = threading.Event()
@@ -200,7 +205,7 @@ class Session:
                 process.send(proto.encode_frame(b"A", agent_source()))
                 buffer = b""
                 while (split := split_probe_output(buffer)) is None:
-                    chunk = _recv(process, self.silence_limit, self.host)
+                    chunk = _recv(process, self.probe_timeout, self.host)
                     if not chunk:
                         raise _script_died(self.host, process)
                     buffer += chunk
@@ -223,6 +228,16 @@ class Session:
                 self._done.set()
                 self._control.put(None)
                 process.close()
+        except (OSError, EOFError) as exc:  # the channel or socket went away under us
+            error = ConnectionLost(f"connection lost: {exc}", host=self.host)
+            result = HostResult(
+                host=self.host,
+                display=spec.display if spec else "",
+                run_id=spec.run_id if spec else None,
+                release_id=release.release_id if release else None,
+                error=error,
+                duration=time.monotonic() - started,
+            )
         except OneoffError as exc:
             result = HostResult(
                 host=self.host,
@@ -260,7 +275,9 @@ class Session:
         if self.stdin is not None and spec.mode == "run":
             threads.append(threading.Thread(target=self._stdin_loop, args=(process,), daemon=True))
         else:
-            process.send(proto.encode_frame(proto.STDIN_EOF))
+            # a fast command may be done and its channel closed already: reading will tell
+            with contextlib.suppress(OSError, EOFError):
+                process.send(proto.encode_frame(proto.STDIN_EOF))
         for thread in threads:
             thread.start()
         reader = proto.FrameReader()

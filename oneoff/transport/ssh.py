@@ -46,7 +46,10 @@ class SshProcess:
 
     def send(self, data: bytes) -> None:
         with self._lock:
-            self._channel.sendall(data)
+            try:
+                self._channel.sendall(data)
+            except paramiko.SSHException as exc:  # callers handle OSError only
+                raise ConnectionError(str(exc)) from exc
 
     def recv(self, size: int, timeout: float | None) -> bytes:
         self._channel.settimeout(timeout)
