@@ -373,3 +373,42 @@ def test_local_transport_runs_the_same_way(app: AppTree, tmp_path: Path) -> None
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout == b"hello\n"
+
+
+def test_proxyjump_from_ssh_config_is_honoured_and_both_host_keys_checked(
+    sshd: SshServer,
+    app: AppTree,
+    write_inventory: WriteInventory,
+    tmp_path: Path,
+    client_key: ClientKey,
+) -> None:
+    from support.sshd import start_sshd
+
+    jump = start_sshd(tmp_path / "jump", [client_key.public])
+    try:
+        config = tmp_path / "ssh_config"
+        config.write_text(
+            f"Host jump\n  HostName 127.0.0.1\n  Port {jump.port}\n  User {jump.user}\n"
+            f"  IdentityFile {client_key.private}\n"
+            f"Host web1\n  HostName 127.0.0.1\n  Port {sshd.port}\n  User {sshd.user}\n"
+            f"  IdentityFile {client_key.private}\n  ProxyJump jump\n"
+        )
+        known = tmp_path / "known_hosts"
+        known.write_text(sshd.known_hosts_line() + "\n")  # the jump host's key is missing
+        assert "Accepted publickey" not in jump.log_text()
+        inventory = write_inventory(
+            {"web1": {"app_root": str(app.root)}},
+            defaults={"ssh_config": str(config), "known_hosts": str(known),
+                      "port": None, "user": None, "identity_file": None},
+        )  # fmt: skip
+        code = "import os; print(os.environ['SSH_CONNECTION'].split()[2])"
+        refused = oneoff("-H", "web1", "--", "python", "-c", code, inventory=inventory)
+        assert refused.returncode == 255
+        assert f"[127.0.0.1]:{jump.port}".encode() in refused.stderr  # the jump host is checked
+        known.write_text(sshd.known_hosts_line() + "\n" + jump.known_hosts_line() + "\n")
+        result = oneoff("-H", "web1", "--", "python", "-c", code, inventory=inventory)
+        assert result.returncode == 0, result.stderr
+        assert result.stdout == b"127.0.0.1\n"
+        assert "Accepted publickey" in jump.log_text()  # we did log in to the jump host
+    finally:
+        jump.stop()
