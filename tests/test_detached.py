@@ -41,12 +41,14 @@ def test_detached_run_outlives_the_client_and_logs_follow_returns_its_status(
         "sys.exit(3)"
     )
     run_id = detach(ssh_host, "python", "-c", code, str(go), marker)
-    # the client has exited; the run goes on, its log growing
-    assert wait_for(lambda: bool(processes_with(marker)))
-    log = ssh_host.app.state_dir / "runs" / f"{run_id}.log"
-    assert wait_for(lambda: log.exists() and b"tick 1" in log.read_bytes())
-    assert ps(ssh_host)[run_id]["state"] == "running"
-    go.touch()
+    try:
+        # the client has exited; the run goes on, its log growing
+        assert wait_for(lambda: bool(processes_with(marker)))
+        log = ssh_host.app.state_dir / "runs" / f"{run_id}.log"
+        assert wait_for(lambda: log.exists() and b"tick 1" in log.read_bytes())
+        assert ps(ssh_host)[run_id]["state"] == "running"
+    finally:
+        go.touch()  # lets the run finish, even when an assertion above failed
     follow = oneoff("logs", "-H", "web1", run_id, "-f", inventory=ssh_host.inventory)
     assert follow.returncode == 3
     assert follow.stdout == b"".join(b"tick %d\n" % i for i in range(4))
