@@ -16,6 +16,7 @@ the remote commands first, then is re-raised.
 from __future__ import annotations
 
 import os
+import shlex
 import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
@@ -113,6 +114,11 @@ def run(
     chosen = [c for c in (command, task, script) if c is not None]
     if len(chosen) != 1:
         raise UsageError("pass exactly one of command=, task=, script=")
+    if isinstance(command, str):
+        raise UsageError(
+            "command= is an argv list, not a shell string",
+            hint=f"e.g. command={shlex.split(command)!r}",
+        )
     if command is not None:
         kind, words = "command", (*command, *args)
     elif task is not None:
@@ -190,6 +196,9 @@ def run(
     refused = fleet.drift_refusal(results)
     if refused is not None:
         raise refused
+    usage = [r.error for r in results if isinstance(r.error, UsageError)]
+    if results and len(usage) == len(results):
+        raise usage[0]  # e.g. an unknown task or release: nothing ran anywhere
     if isinstance(reporter, _Capture):
         results = [
             replace(
@@ -197,6 +206,8 @@ def run(
             )
             for r in results
         ]
+    if not capture:
+        reporter.summary(results, fleet.exit_code(results))
     if interrupted:
         raise KeyboardInterrupt
     return Results(results)

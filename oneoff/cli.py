@@ -358,9 +358,8 @@ def _run(words: tuple[str, ...], raw: bool, opts: dict[str, Any]) -> int:
         ]
         if lines:
             terminal.write("stdout", ("\n".join(str(x) for x in lines) + "\n").encode())
-        for r in results:
-            if r.error is not None:
-                terminal.message(str(r.error))
+        if len(results) == 1 and results[0].error is not None:  # several: the reporter said it
+            terminal.message(str(results[0].error))
         return status
     reporter.summary(results, status)
     return status

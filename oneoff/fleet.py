@@ -143,7 +143,8 @@ def _release_label(release: ResolvedRelease | OneoffError | None) -> str:
 
 def drift(releases: Mapping[str, ResolvedRelease | OneoffError | None]) -> bool:
     """True when the reachable hosts are not all on the same release id."""
-    ids = {r.release_id for r in releases.values() if isinstance(r, ResolvedRelease)}
+    # the revision too: with `current` a plain directory every host's id is "current"
+    ids = {(r.release_id, r.revision) for r in releases.values() if isinstance(r, ResolvedRelease)}
     return len(ids) > 1
 
 
@@ -263,7 +264,9 @@ def run_hosts(
             if gate is not None:
                 gate.depart(host)
             why = "interrupted" if interrupts.stopping else "an earlier host failed"
-            return HostResult(host=host, error=_Skipped(f"not started ({why})", host=host))
+            skipped = HostResult(host=host, error=_Skipped(f"not started ({why})", host=host))
+            reporter.finished(skipped)
+            return skipped
         s = settings(host)
         session = Session(
             make_transport(s, policy),

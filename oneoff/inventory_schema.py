@@ -378,8 +378,8 @@ class TaskSpec(_Strict):
     )
     tty: StrictBool | None = Field(
         default=None,
-        description="Give the command a PTY: true, false, or null to decide from the terminal. "
-        "Default: null.",
+        description="false: never a PTY; true or null: a PTY when stdin and stdout are "
+        "terminals and one host runs it (-t forces one). Default: null.",
     )
     description: str | None = Field(default=None, description="One line shown by `oneoff tasks`.")
 

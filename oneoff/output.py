@@ -306,6 +306,8 @@ def result_record(result: HostResult) -> dict[str, Any]:
         "duration": round(result.duration, 3),
         "error": str(result.error) if result.error else None,
     }
+    if result.detached:
+        record["detached"] = True
     if result.plan is not None:
         record["plan"] = dict(result.plan)
     return record

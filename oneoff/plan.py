@@ -36,7 +36,7 @@ class Invocation:
     lock_wait: float = 0.0
     tty: bool | None = None  # -t / -T; None: the task's `tty`, else `interactive`
     interactive: bool = False  # our stdin and stdout are terminals and one host runs
-    one_host: bool = True  # a task's `tty: true` asks for a PTY only where one host runs
+    one_host: bool = True
     audit: bool = True
     mode: Mode = "run"
     term: str | None = None
@@ -144,8 +144,8 @@ def build_spec(
         pty = False
     elif invocation.tty is not None:
         pty = invocation.tty
-    elif task is not None and task.tty is not None:
-        pty = task.tty and invocation.one_host
+    elif task is not None and task.tty is False:
+        pty = False  # `tty: false`: never; `true` (or unset): when our terminal allows it
     else:
         pty = invocation.interactive
     return RunSpec(

@@ -51,3 +51,13 @@ def test_host_failures_come_back_as_results_not_exceptions(ssh_host: SshHost) ->
     results = oneoff.run("web1", ["true"], inventory=ssh_host.inventory)
     assert results.exit_code == 255
     assert results[0].error is not None and "does not exist" in str(results[0].error)
+
+
+def test_a_shell_string_command_is_refused_with_the_argv_to_use(ssh_host: SshHost) -> None:
+    with pytest.raises(UsageError, match=r"\['python', '-V'\]"):
+        oneoff.run("web1", "python -V", inventory=ssh_host.inventory)
+
+
+def test_an_unknown_task_everywhere_raises(ssh_host: SshHost) -> None:
+    with pytest.raises(UsageError, match="unknown task"):
+        oneoff.run("web1", task="nosuchtask", inventory=ssh_host.inventory)

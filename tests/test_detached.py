@@ -140,3 +140,10 @@ def test_several_hosts_print_host_tab_id(
     lines = [line.split("\t") for line in result.stdout.decode().splitlines()]
     assert [host for host, _ in lines] == ["web1", "web2"]
     assert all(len(run_id) > 10 for _, run_id in lines)
+
+
+def test_a_detached_command_that_cannot_start_is_an_error_at_once(ssh_host: SshHost) -> None:
+    result = oneoff("-H", "web1", "--detach", "--", "nosuchcmd", inventory=ssh_host.inventory)
+    assert result.returncode == 127
+    assert result.stdout == b""
+    assert b"cannot run nosuchcmd" in result.stderr

@@ -185,7 +185,7 @@ class RunsDir:
         return TimestampedLog(os.path.join(self.path, run_id + ".log"))
 
     def prune(self) -> None:
-        """Remove finished runs older than runs_keep (by their status file's last write)."""
+        """Remove finished and lost runs older than runs_keep (by their status file's mtime)."""
         cutoff = time.time() - self.keep
         for name in os.listdir(self.path):
             if not name.endswith(".json"):
@@ -193,8 +193,12 @@ class RunsDir:
             path = os.path.join(self.path, name)
             try:
                 with open(path) as handle:
-                    ended = json.load(handle).get("state") == "ended"
-                if ended and os.stat(path).st_mtime < cutoff:
+                    status = json.load(handle)
+                # a run is over when it says so, or when its process is gone (lost)
+                over = status.get("state") == "ended" or _proc_starttime(
+                    int(status.get("pid") or 0)
+                ) != status.get("starttime")
+                if over and os.stat(path).st_mtime < cutoff:
                     for suffix in (".json", ".log"):
                         with suppress(FileNotFoundError):
                             os.unlink(path[: -len(".json")] + suffix)
@@ -260,6 +264,7 @@ class Agent:
         self.lock: Optional[Lock] = None
         self.out = bytearray()  # frames waiting for the client
         self.detached = False  # a --detach run after the fork: no client, output to a log
+        self.ready_w: Optional[int] = None  # detached: tells the waiting parent how the start went
         self.log: Optional[TimestampedLog] = None
         self.start_iso = _now_iso()
         self.early = bytearray()  # client frames that arrived before the command started
@@ -356,6 +361,12 @@ class Agent:
             return int(outcome["status"])
         return 128 + int(outcome.get("signal_number") or 1)
 
+    def answer_parent(self, answer: bytes) -> None:
+        if self.ready_w is not None:
+            _write_all(self.ready_w, answer)
+            os.close(self.ready_w)
+            self.ready_w = None
+
     def status_fields(self) -> Dict[str, Any]:
         return {
             "pid": os.getpid(),
@@ -367,20 +378,30 @@ class Agent:
         """Fork the run into its own session; True in the detached child, False in the parent.
 
         The child lets go of the SSH channel (stdio to /dev/null) so the connection can
-        close, keeps the lock (flock is shared across fork), and writes its status file
-        before the parent tells the client the run has started.
+        close, keeps the lock (flock is shared across fork), writes its status file and
+        starts the command; only then does the parent tell the client the run started, so
+        a command that cannot start is an error here, as it would be attached.
         """
         ready_r, ready_w = os.pipe()
         pid = os.fork()
         if pid:
             os.close(ready_w)
-            ok = os.read(ready_r, 16) == b"ok"
+            answer = b""
+            while True:
+                chunk = os.read(ready_r, 4096)
+                if not chunk:
+                    break
+                answer += chunk
             os.close(ready_r)
-            if not ok:
+            if answer == b"ok":
+                self.event("detached", run_id=self.spec["run_id"], pid=pid)
+                self.flush(time.time() + 10)
+            elif answer.startswith(b"spawn:"):
+                status, _, message = answer[6:].decode("utf-8", "replace").partition(":")
+                self.event("error", kind="spawn", message=message, status=int(status))
+                self.flush(time.time() + 10)
+            else:
                 self.fail("detach", "the detached run did not start (see %s)" % runs.path)
-                return False
-            self.event("detached", run_id=self.spec["run_id"], pid=pid)
-            self.flush(time.time() + 10)
             return False
         os.close(ready_r)
         os.setsid()
@@ -393,8 +414,7 @@ class Agent:
         runs.write_status(
             self.spec["run_id"], dict(record, **self.status_fields(), state="running")
         )
-        os.write(ready_w, b"ok")
-        os.close(ready_w)
+        self.ready_w = ready_w  # answered once the command has started (Supervisor.loop)
         return True
 
     def plan(self, env: Dict[str, str]) -> int:
@@ -556,13 +576,11 @@ class Supervisor:
             child, out_fd, err_fd, in_fd = self.spawn()
         except OSError as exc:
             not_run = 127 if exc.errno in (errno.ENOENT, errno.ENOTDIR) else 126
-            agent.event(
-                "error",
-                kind="spawn",
-                message="cannot run %s: %s" % (agent.spec["argv"][0], exc.strerror),
-                status=not_run,
-            )
+            message = "cannot run %s: %s" % (agent.spec["argv"][0], exc.strerror)
+            agent.event("error", kind="spawn", message=message, status=not_run)
+            agent.answer_parent(b"spawn:%d:%s" % (not_run, message.encode()))
             return {"status": not_run, "signal": None, "error": "spawn"}
+        agent.answer_parent(b"ok")
         self.child = child
         self.pgid = child.pid
         if self.pty:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import collections
 import errno
+import logging
 import socket
 import threading
 from pathlib import Path
@@ -28,6 +29,10 @@ from oneoff.transport.knownhosts import KnownHosts, append_known_host, host_key_
 
 if TYPE_CHECKING:
     from oneoff.inventory import HostSettings
+
+# paramiko logs failures (with tracebacks) from its own thread; we report them as one line
+logging.getLogger("paramiko").addHandler(logging.NullHandler())
+logging.getLogger("paramiko").propagate = False
 
 STDERR_TAIL = 8192
 WINDOW_SIZE = 2 * 1024 * 1024  # paramiko's default; measured faster here than larger windows
