@@ -126,6 +126,15 @@ def ssh_host(sshd: SshServer, app: AppTree, write_inventory: WriteInventory) -> 
     return SshHost(sshd=sshd, app=app, inventory=inventory)
 
 
+@pytest.fixture
+def two_hosts(ssh_host: SshHost, write_inventory: WriteInventory) -> Path:
+    """An inventory with ``web1`` and ``web2``, both the session sshd and this test's app."""
+    root = str(ssh_host.app.root)
+    return write_inventory(
+        {name: {"hostname": "127.0.0.1", "app_root": root} for name in ("web1", "web2")}
+    )
+
+
 def _to_yaml(document: Mapping[str, object]) -> str:
     """Block YAML at the top two levels, JSON (which is YAML) below: one entry a line."""
     lines = ["# Written by the write_inventory test fixture."]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from support.sshd import SshHost, WriteInventory
 
@@ -9,14 +11,8 @@ import oneoff
 from oneoff.errors import UsageError
 
 
-def test_run_returns_each_hosts_result_with_captured_output(
-    ssh_host: SshHost, write_inventory: WriteInventory
-) -> None:
-    root = str(ssh_host.app.root)
-    inventory = write_inventory(
-        {"web1": {"hostname": "127.0.0.1", "app_root": root},
-         "web2": {"hostname": "127.0.0.1", "app_root": root}},
-    )  # fmt: skip
+def test_run_returns_each_hosts_result_with_captured_output(two_hosts: Path) -> None:
+    inventory = two_hosts
     results = oneoff.run(
         "web1,web2",
         ["sh", "-c", "echo out; echo err >&2; exit 4"],

@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 from support.run import oneoff, processes_with, wait_for
-from support.sshd import SshHost, WriteInventory
+from support.sshd import SshHost
 
 
 def detach(ssh_host: SshHost, *command: str, extra: tuple[str, ...] = ()) -> str:
@@ -127,14 +127,8 @@ def test_detach_with_a_terminal_is_refused(ssh_host: SshHost) -> None:
     assert b"--detach runs without a terminal" in result.stderr
 
 
-def test_several_hosts_print_host_tab_id(
-    ssh_host: SshHost, write_inventory: WriteInventory
-) -> None:
-    root = str(ssh_host.app.root)
-    inventory = write_inventory(
-        {"web1": {"hostname": "127.0.0.1", "app_root": root},
-         "web2": {"hostname": "127.0.0.1", "app_root": root}},
-    )  # fmt: skip
+def test_several_hosts_print_host_tab_id(two_hosts: Path) -> None:
+    inventory = two_hosts
     result = oneoff("-H", "web1,web2", "--all", "--detach", "--", "true", inventory=inventory)
     assert result.returncode == 0, result.stderr
     lines = [line.split("\t") for line in result.stdout.decode().splitlines()]

@@ -8,10 +8,11 @@ import os
 import time
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from support.run import oneoff, processes_with
-from support.sshd import SshHost, WriteInventory
+from support.sshd import SshHost
 from support.terminal import Terminal
 
 PROMPT = b">>> "
@@ -105,14 +106,8 @@ def test_shell_task_defaults_to_the_venv_python_repl(ssh_host: SshHost) -> None:
         term.close()
 
 
-def test_tty_on_several_hosts_is_refused(
-    ssh_host: SshHost, write_inventory: WriteInventory
-) -> None:
-    app_root = str(ssh_host.app.root)
-    inventory = write_inventory(
-        {"web1": {"hostname": "127.0.0.1", "app_root": app_root},
-         "web2": {"hostname": "127.0.0.1", "app_root": app_root}},
-    )  # fmt: skip
+def test_tty_on_several_hosts_is_refused(two_hosts: Path) -> None:
+    inventory = two_hosts
     result = oneoff("-H", "web1,web2", "-t", "--all", "--", "true", inventory=inventory)
     assert result.returncode == 2
     assert b"cannot be shared by several hosts" in result.stderr
