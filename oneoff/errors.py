@@ -7,6 +7,7 @@ status without knowing where it came from::
     ├── UsageError                   (exit 2)  bad flag, unknown task or target
     │   ├── InventoryError           (exit 2)  file:line: dotted.path: what was expected
     │   └── DriftRefused             (exit 2)  hosts on different releases
+    ├── NotStarted                   (exit 1)  --fail-fast / --max-fail / Ctrl-C came first
     ├── LockBusy                     (exit 75) another run holds the lock
     └── CannotRun                    (exit 255) nothing ran on that host
         ├── ConnectError                       DNS, refused, timeout, auth
@@ -67,6 +68,10 @@ class InventoryError(UsageError):
 
 class DriftRefused(UsageError):
     """Hosts of one target are on different releases; nothing was run (--allow-drift)."""
+
+
+class NotStarted(OneoffError):
+    """A host that was not started: --fail-fast, --max-fail or Ctrl-C stopped the run first."""
 
 
 class LockBusy(OneoffError):

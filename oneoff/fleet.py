@@ -16,7 +16,14 @@ from dataclasses import dataclass
 from typing import IO, TYPE_CHECKING, Literal
 
 from oneoff.audit import LocalJournal
-from oneoff.errors import AgentError, CannotRun, DriftRefused, OneoffError, UsageError
+from oneoff.errors import (
+    AgentError,
+    CannotRun,
+    DriftRefused,
+    NotStarted,
+    OneoffError,
+    UsageError,
+)
 from oneoff.plan import Invocation, all_tasks, build_spec, probe_request
 from oneoff.release import ResolvedRelease
 from oneoff.result import HostResult, RunSpec, new_run_id, operator_identity
@@ -169,7 +176,7 @@ class ReleaseGate:
             while self.waiting and not self.interrupts.stopping:
                 self.cond.wait(0.2)
             if self.interrupts.stopping:
-                raise _Skipped("interrupted before the run started", host=release.host)
+                raise NotStarted("interrupted before the run started", host=release.host)
             if self.refused is not None:
                 raise self.refused
 
@@ -184,10 +191,6 @@ class ReleaseGate:
             if not self.waiting and drift(self.releases):
                 self.refused = DriftError(self.releases)
             self.cond.notify_all()
-
-
-class _Skipped(OneoffError):
-    """A host that was not started: --fail-fast, --max-fail or Ctrl-C stopped the run first."""
 
 
 @dataclass(frozen=True)
@@ -217,10 +220,12 @@ def choose_hosts(
             "pass --all (every host) or --one (its primary)",
             hint="oneoff never guesses where a raw command runs",
         )
+    # a dry run refuses nothing: its plan shows each host's release, drift included
+    allow_drift = policy.allow_drift or invocation.mode == "plan"
     if scope == "all" and policy.batch is None and len(targets) <= policy.parallel:
-        return Selection(targets, gate=not policy.allow_drift)
+        return Selection(targets, gate=not allow_drift)
     probed = probe_hosts(targets, settings, invocation, policy)
-    if drift(probed) and not policy.allow_drift:
+    if drift(probed) and not allow_drift:
         raise DriftError(probed)
     primary = inventory.primary(targets)
     if scope == "one":
@@ -264,7 +269,7 @@ def run_hosts(
             if gate is not None:
                 gate.depart(host)
             why = "interrupted" if interrupts.stopping else "an earlier host failed"
-            skipped = HostResult(host=host, error=_Skipped(f"not started ({why})", host=host))
+            skipped = HostResult(host=host, error=NotStarted(f"not started ({why})", host=host))
             reporter.finished(skipped)
             return skipped
         s = settings(host)
@@ -388,7 +393,7 @@ def summary_counts(results: Sequence[HostResult]) -> dict[str, int]:
     for r in results:
         if r.ok:
             counts["ok"] += 1
-        elif isinstance(r.error, _Skipped):
+        elif isinstance(r.error, NotStarted):
             counts["not_started"] += 1
         elif isinstance(r.error, CannotRun):
             counts["could_not_run"] += 1

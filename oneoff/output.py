@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from typing import IO, TYPE_CHECKING, Any, Literal, Protocol
 
 from oneoff.durations import format_duration
-from oneoff.errors import DriftRefused
+from oneoff.errors import DriftRefused, NotStarted
 
 if TYPE_CHECKING:
     from oneoff.release import ResolvedRelease
@@ -125,7 +125,7 @@ class RawReporter:
 
     def summary(self, results: Sequence[HostResult], status: int) -> None:
         for result in results:
-            if result.error is not None and not isinstance(result.error, DriftRefused):
+            if result.error is not None and not isinstance(result.error, DriftRefused | NotStarted):
                 self.terminal.message(str(result.error))
 
 
@@ -211,7 +211,7 @@ class PrefixReporter:
         with self.lock:
             self.done += 1
             self.failed += 0 if result.ok else 1
-        if result.error is not None and not isinstance(result.error, DriftRefused):
+        if result.error is not None and not isinstance(result.error, DriftRefused | NotStarted):
             self._write("stderr", f"oneoff: {result.error}\n".encode())
         else:
             with self.lock:
