@@ -147,7 +147,9 @@ def probe_script(request: ProbeRequest, mode: ProbeMode, boot: str = "") -> str:
     )
     script = "set -u\n" + head + body
     if mode == "run":
-        script += f'cd -- "$rel" || exit 97\nexec "$py" -c {quote(boot)}\n'
+        # -I -S: the agent's own interpreter ignores PYTHONPATH/PYTHONHOME and the venv's
+        # site-packages (.pth files run code); the command still gets the full environment
+        script += f'cd -- "$rel" || exit 97\nexec "$py" -I -S -c {quote(boot)}\n'
     return script
 
 

@@ -220,6 +220,8 @@ class Session:
                     self.escape = self.on_spec(spec)
                 payload = json.dumps(spec.to_agent(proto.PROTOCOL_VERSION)).encode()
                 process.send(proto.encode_frame(proto.SPEC, payload))
+                if spec.task is not None:
+                    self._warn_task_files(release, spec)
                 self.reporter.started(self.host, release, spec)
                 if self.journal is not None:
                     self.journal.start(spec, release)
@@ -254,6 +256,17 @@ class Session:
             self.journal.end(result)
         self.reporter.finished(result)
         return result
+
+    def _warn_task_files(self, release: ResolvedRelease, spec: RunSpec) -> None:
+        """A broken release task file may hide the definition that should have won."""
+        from oneoff.tasks import release_tasks
+
+        for problem in release_tasks(release).problems:
+            self.reporter.notice(
+                self.host,
+                f"{problem}; running {spec.task} from {spec.task_source}: "
+                "check it is the one meant",
+            )
 
     def _stream(
         self,

@@ -637,6 +637,8 @@ def test_malformed_pyproject_is_reported_with_its_line_and_other_tasks_still_wor
         ran = oneoff("-H", "web1", task, inventory=inventory)
         assert ran.returncode == 0, ran.stderr
         assert ran.stdout == output
+        # the broken file may have held the definition meant to win: say so at every run
+        assert f"web1: {problem}; running {task} from ".encode() in ran.stderr
 
     missing = oneoff("-H", "web1", "hello", inventory=inventory)
     assert missing.returncode == 2
