@@ -345,6 +345,8 @@ def _run(words: tuple[str, ...], raw: bool, opts: dict[str, Any]) -> int:
         )
     refused = fleet.drift_refusal(results)
     if refused is not None:
+        if opts["as_json"]:
+            reporter.summary(results, int(refused.exit_status))
         raise refused
     status = fleet.exit_code(results)
     if invocation.mode == "plan":
