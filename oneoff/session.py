@@ -14,6 +14,7 @@ import json
 import math
 import os
 import queue
+import signal
 import threading
 import time
 from collections.abc import Callable
@@ -168,6 +169,7 @@ class Session:
         self._interrupts = 0
         self._done = threading.Event()
         self._aborted = False
+        self.output_closed = False  # our stdout's reader went away
         self.on_spec = on_spec
         self.escape = False  # the ~. escape, for a PTY run driven from our terminal
 
@@ -397,6 +399,8 @@ class Session:
             raise ConnectionLost(
                 "the agent lost contact with us and stopped the command", host=self.host
             )
+        if self.output_closed:  # as a local pipeline reports a writer killed by SIGPIPE
+            return replace(ran, signal="SIGPIPE", signal_number=int(signal.SIGPIPE))
         return replace(
             ran,
             status=outcome.get("status"),
@@ -417,7 +421,15 @@ class Session:
                     continue
                 if not chunk:
                     break
-                self.reporter.output(self.host, "stdout", chunk)
+                if self.output_closed:
+                    continue  # keep the channel flowing until the command has stopped
+                try:
+                    self.reporter.output(self.host, "stdout", chunk)
+                except BrokenPipeError:
+                    # our reader went away (`oneoff ... | head`): stop the command, as
+                    # SIGPIPE would stop it locally, instead of stalling the channel
+                    self.output_closed = True
+                    self.terminate()
         except OSError:
             pass
         finally:

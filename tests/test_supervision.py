@@ -206,3 +206,16 @@ def test_audit_command_reads_the_trail(ssh_host: SshHost) -> None:
     text = oneoff("audit", "-H", "web1", "--since", "1h", inventory=inv)
     assert text.returncode == 0
     assert b"echo hi" in text.stdout
+
+
+def test_closing_our_stdout_stops_the_remote_command_like_sigpipe(ssh_host: SshHost) -> None:
+    marker = f"oneoff-test-{uuid.uuid4()}"
+    proc = spawn(
+        "-H", "web1", "--", "python", "-c", "while True: print('y')", marker,
+        inventory=ssh_host.inventory,
+    )  # fmt: skip
+    assert proc.stdout is not None
+    assert proc.stdout.readline() == b"y\n"
+    proc.stdout.close()  # as `oneoff ... | head -1` does once it has its line
+    assert proc.wait(timeout=30) == 128 + signal.SIGPIPE
+    assert wait_for(lambda: processes_with(marker) == [], timeout=20)
