@@ -445,6 +445,12 @@ class _signals:
             self.saved[signum] = signal.signal(signum, handler)
         self.saved[signal.SIGWINCH] = signal.signal(signal.SIGWINCH, resized)
 
+        def not_suspending(_signum: int, _frame: object) -> None:
+            # a stopped client sends no heartbeats, and the agent would stop the command
+            os.write(2, b"\r\noneoff: not suspending: the remote command would be stopped\r\n")
+
+        self.saved[signal.SIGTSTP] = signal.signal(signal.SIGTSTP, not_suspending)
+
     def __exit__(self, *exc: object) -> None:
         for signum, previous in self.saved.items():
             signal.signal(signum, previous)
