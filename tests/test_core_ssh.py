@@ -412,3 +412,16 @@ def test_proxyjump_from_ssh_config_is_honoured_and_both_host_keys_checked(
         assert "Accepted publickey" in jump.log_text()  # we did log in to the jump host
     finally:
         jump.stop()
+
+
+def test_missing_identity_file_is_named(
+    app: AppTree, write_inventory: WriteInventory, tmp_path: Path
+) -> None:
+    missing = tmp_path / "no-such-key"
+    inventory = write_inventory(
+        {"web1": {"hostname": "127.0.0.1", "app_root": str(app.root)}},
+        defaults={"identity_file": str(missing)},
+    )
+    result = oneoff("-H", "web1", "--", "true", inventory=inventory)
+    assert result.returncode == 255
+    assert f"web1: identity_file {missing} does not exist".encode() in result.stderr

@@ -219,3 +219,17 @@ def test_closing_our_stdout_stops_the_remote_command_like_sigpipe(ssh_host: SshH
     proc.stdout.close()  # as `oneoff ... | head -1` does once it has its line
     assert proc.wait(timeout=30) == 128 + signal.SIGPIPE
     assert wait_for(lambda: processes_with(marker) == [], timeout=20)
+
+
+def test_unwritable_state_dir_with_a_lock_says_the_lock_needs_it(
+    ssh_host: SshHost, write_inventory: Callable[..., Path], tmp_path: Path
+) -> None:
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("")
+    inventory = write_inventory(
+        {"web1": {"hostname": "127.0.0.1", "app_root": str(ssh_host.app.root)}},
+        defaults={"state_dir": str(blocker / "oneoff")},
+    )
+    result = oneoff("-H", "web1", "--no-audit", "--lock", "db", "--", "true", inventory=inventory)
+    assert result.returncode == 255
+    assert b"a lock lives there" in result.stderr and b"--no-audit" not in result.stderr
