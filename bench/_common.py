@@ -263,3 +263,29 @@ def median(values: Sequence[float]) -> float:
 
 def fmt_ratio(value: float, target: str, ok: bool) -> str:
     return f"{value:.2f}  (target {target}: {'met' if ok else 'NOT met'})"
+
+
+def login_shell_ms(*flags: str, runs: int = 5) -> tuple[str, float]:
+    """How long this account's login shell takes to run ``true`` as sshd starts it for each
+    exec (bash reads ~/.bashrc when SSH_CLIENT is set); on loopback the host is this
+    machine. *flags* go before ``-c`` (``--norc`` to measure without the rc files)."""
+    import pwd
+
+    account = pwd.getpwuid(os.geteuid())
+    shell = account.pw_shell or "/bin/sh"
+    env = {
+        "PATH": "/usr/local/bin:/usr/bin:/bin",
+        "HOME": account.pw_dir,
+        "USER": account.pw_name,
+        "LOGNAME": account.pw_name,
+        "SHELL": shell,
+        "SSH_CLIENT": "127.0.0.1 40000 22",
+    }
+    times = []
+    for _ in range(runs):
+        started = time.perf_counter()
+        subprocess.run(
+            [shell, *flags, "-c", "true"], env=env, stdin=subprocess.DEVNULL, check=False
+        )
+        times.append(time.perf_counter() - started)
+    return shell, median(times) * 1000

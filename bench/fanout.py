@@ -34,13 +34,11 @@ import collections
 import contextlib
 import json
 import os
-import pwd
 import re
 import resource
 import shlex
 import shutil
 import signal
-import subprocess
 import sys
 import tempfile
 import threading
@@ -55,6 +53,7 @@ from _common import (
     Bench,
     Measured,
     fmt_ratio,
+    login_shell_ms,
     median,
     oneoff_command,
     run_measured,
@@ -491,27 +490,6 @@ def _sizes(text: str) -> list[int]:
     return sizes
 
 
-def _login_shell_ms(runs: int = 5) -> tuple[str, float]:
-    """How long this account's login shell takes to run ``true`` as sshd starts it for
-    each exec (bash reads ~/.bashrc when SSH_CLIENT is set); the "hosts" are this machine."""
-    account = pwd.getpwuid(os.geteuid())
-    shell = account.pw_shell or "/bin/sh"
-    env = {
-        "PATH": "/usr/local/bin:/usr/bin:/bin",
-        "HOME": account.pw_dir,
-        "USER": account.pw_name,
-        "LOGNAME": account.pw_name,
-        "SHELL": shell,
-        "SSH_CLIENT": "127.0.0.1 40000 22",
-    }
-    times = []
-    for _ in range(runs):
-        started = time.perf_counter()
-        subprocess.run([shell, "-c", "true"], env=env, stdin=subprocess.DEVNULL, check=False)
-        times.append(time.perf_counter() - started)
-    return shell, median(times) * 1000
-
-
 def _pair_lines(pair: Pair) -> list[str]:
     lines = []
     for label, which in (("oneoff", "oneoff"), ("OpenSSH", "ssh")):
@@ -615,7 +593,7 @@ def main() -> int:
             else:
                 default_pair = pair
             progress(pair)
-        shell = _login_shell_ms()
+        shell = login_shell_ms()
     total = time.perf_counter() - started
 
     main_pair = pairs[args.hosts]

@@ -12,17 +12,22 @@ Prints the median wall time of each, the median of the per-pair ratios oneoff/ss
 from __future__ import annotations
 
 import argparse
-import os
-import pwd
 import shlex
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import Bench, Measured, bench_env, fmt_ratio, median, run_measured
+from _common import (
+    Bench,
+    Measured,
+    bench_env,
+    fmt_ratio,
+    login_shell_ms,
+    median,
+    run_measured,
+)
 
 TARGET = 1.0
 CHECK_CODE = (
@@ -77,32 +82,11 @@ def _failed(result: Measured) -> bool:
 
 
 def _login_shell_ms(runs: int = 5) -> tuple[str, float, float] | None:
-    """How long the host's login shell takes to run ``true`` as sshd starts it (bash reads
-    ~/.bashrc when SSH_CLIENT is set) and without rc files. Loopback: the host is here."""
-    shell = pwd.getpwuid(os.geteuid()).pw_shell or "/bin/sh"
+    """The host's login shell running ``true`` with and without its rc files (bash only)."""
+    shell, with_rc = login_shell_ms(runs=runs)
     if Path(shell).name != "bash":
         return None
-    account = pwd.getpwuid(os.geteuid())
-    # As sshd starts it: a fresh environment (bash skips its rc when SHLVL says nested).
-    env = {
-        "PATH": "/usr/local/bin:/usr/bin:/bin",
-        "HOME": account.pw_dir,
-        "USER": account.pw_name,
-        "LOGNAME": account.pw_name,
-        "SHELL": shell,
-        "SSH_CLIENT": "127.0.0.1 40000 22",
-    }
-    with_rc: list[float] = []
-    without: list[float] = []
-    for _ in range(runs):
-        for argv, times in (
-            ([shell, "-c", "true"], with_rc),
-            ([shell, "--norc", "-c", "true"], without),
-        ):
-            started = time.perf_counter()
-            subprocess.run(argv, env=env, stdin=subprocess.DEVNULL, check=False)
-            times.append(time.perf_counter() - started)
-    return shell, median(with_rc) * 1000, median(without) * 1000
+    return shell, with_rc, login_shell_ms("--norc", runs=runs)[1]
 
 
 def _importtime(bench: Bench, top: int = 10) -> list[str]:

@@ -178,15 +178,24 @@ def test_audit_records_start_and_end_of_each_kind_of_run_without_env_values(
         assert isinstance(operator, dict) and operator["user"] and operator["machine"]
 
 
-def test_unwritable_state_dir_is_refused_unless_no_audit(
+@pytest.fixture
+def blocked_state_dir(
     ssh_host: SshHost, write_inventory: Callable[..., Path], tmp_path: Path
-) -> None:
+) -> tuple[Path, Path]:
+    """(inventory, blocker): state_dir lies under a regular file, so it cannot be created."""
     blocker = tmp_path / "not-a-dir"
     blocker.write_text("")
     inventory = write_inventory(
         {"web1": {"hostname": "127.0.0.1", "app_root": str(ssh_host.app.root)}},
         defaults={"state_dir": str(blocker / "oneoff")},
     )
+    return inventory, blocker
+
+
+def test_unwritable_state_dir_is_refused_unless_no_audit(
+    blocked_state_dir: tuple[Path, Path],
+) -> None:
+    inventory, blocker = blocked_state_dir
     refused = oneoff("-H", "web1", "--", "echo", "ran", inventory=inventory)
     assert refused.returncode == 255
     assert str(blocker).encode() in refused.stderr and b"--no-audit" in refused.stderr
@@ -222,14 +231,9 @@ def test_closing_our_stdout_stops_the_remote_command_like_sigpipe(ssh_host: SshH
 
 
 def test_unwritable_state_dir_with_a_lock_says_the_lock_needs_it(
-    ssh_host: SshHost, write_inventory: Callable[..., Path], tmp_path: Path
+    blocked_state_dir: tuple[Path, Path],
 ) -> None:
-    blocker = tmp_path / "not-a-dir"
-    blocker.write_text("")
-    inventory = write_inventory(
-        {"web1": {"hostname": "127.0.0.1", "app_root": str(ssh_host.app.root)}},
-        defaults={"state_dir": str(blocker / "oneoff")},
-    )
+    inventory, _ = blocked_state_dir
     result = oneoff("-H", "web1", "--no-audit", "--lock", "db", "--", "true", inventory=inventory)
     assert result.returncode == 255
     assert b"a lock lives there" in result.stderr and b"--no-audit" not in result.stderr
