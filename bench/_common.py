@@ -289,3 +289,19 @@ def login_shell_ms(*flags: str, runs: int = 5) -> tuple[str, float]:
         )
         times.append(time.perf_counter() - started)
     return shell, median(times) * 1000
+
+
+MB = 1_000_000  # benchmarks report MB as 10^6 bytes
+
+
+def size_and_rounds(description: str, default_mb: float, what: str) -> tuple[int, int]:
+    """The --mb and --rounds every transfer benchmark takes: (bytes, rounds)."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--mb", type=float, default=default_mb, help=f"megabytes (10^6) {what}")
+    parser.add_argument("--rounds", type=int, default=3, help="runs of each (default 3)")
+    args = parser.parse_args()
+    if args.rounds < 1 or args.mb <= 0:
+        parser.error("--rounds and --mb must be positive")
+    return int(args.mb * MB), args.rounds

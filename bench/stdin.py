@@ -11,7 +11,6 @@ run fails or the remote digest differs from the local one.
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import os
 import shlex
@@ -20,10 +19,18 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import Bench, Measured, bench_env, fmt_ratio, median, run_measured
+from _common import (
+    MB,
+    Bench,
+    Measured,
+    bench_env,
+    fmt_ratio,
+    median,
+    run_measured,
+    size_and_rounds,
+)
 
 RATIO_TARGET = 0.7
-MB = 1_000_000
 
 
 def _make_file(path: Path, nbytes: int) -> str:
@@ -60,13 +67,7 @@ def _remote_sha256(argv: list[str], data: Path, bench: Bench, label: str) -> str
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--mb", type=float, default=50, help="megabytes (10^6) of stdin")
-    parser.add_argument("--rounds", type=int, default=3, help="runs of each (default 3)")
-    args = parser.parse_args()
-    if args.rounds < 1 or args.mb <= 0:
-        parser.error("--rounds and --mb must be positive")
-    nbytes = int(args.mb * MB)
+    nbytes, n_rounds = size_and_rounds(__doc__.split("\n\n")[0], 50, "of stdin")
 
     with bench_env("stdin") as bench:
         data = bench.base / "stdin.bin"
@@ -88,7 +89,7 @@ def main() -> int:
         plain: list[Measured] = []
         one_empty: list[Measured] = []
         plain_empty: list[Measured] = []
-        for i in range(args.rounds):
+        for i in range(n_rounds):
             order = [(oneoff, one, one_empty, "oneoff"), (ssh, plain, plain_empty, "ssh")]
             if i % 2:
                 order.reverse()
@@ -110,7 +111,7 @@ def main() -> int:
     ratios = [s.wall / o.wall for o, s in zip(one, plain, strict=True)]  # MB/s oneoff / ssh
     ratio = median(ratios)
     print()
-    print(f"stdin: {nbytes / MB:g} MB of random bytes, {args.rounds} alternated rounds each")
+    print(f"stdin: {nbytes / MB:g} MB of random bytes, {n_rounds} alternated rounds each")
     for label, results, fixed in (("oneoff", one, one_empty), ("ssh", plain, plain_empty)):
         rates = [nbytes / r.wall / MB for r in results]
         fixed_s = median([r.wall for r in fixed])

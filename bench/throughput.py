@@ -13,7 +13,6 @@ ratios oneoff/ssh (target >= 0.7), and the oneoff client's peak RSS from ``os.wa
 
 from __future__ import annotations
 
-import argparse
 import shlex
 import sys
 from dataclasses import dataclass
@@ -21,11 +20,19 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import Bench, Measured, bench_env, fmt_ratio, median, run_measured
+from _common import (
+    MB,
+    Bench,
+    Measured,
+    bench_env,
+    fmt_ratio,
+    median,
+    run_measured,
+    size_and_rounds,
+)
 
 RATIO_TARGET = 0.7
 RSS_TARGET_MB = 120.0
-MB = 1_000_000
 
 
 @dataclass
@@ -70,13 +77,7 @@ def _run(argv: list[str], bench: Bench, nbytes: int, label: str) -> Round | None
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--mb", type=float, default=200, help="megabytes (10^6) per run")
-    parser.add_argument("--rounds", type=int, default=3, help="runs of each (default 3)")
-    args = parser.parse_args()
-    if args.rounds < 1 or args.mb <= 0:
-        parser.error("--rounds and --mb must be positive")
-    nbytes = int(args.mb * MB)
+    nbytes, n_rounds = size_and_rounds(__doc__.split("\n\n")[0], 200, "per run")
 
     with bench_env("throughput") as bench:
         command = ["head", "-c", str(nbytes), "/dev/zero"]
@@ -96,7 +97,7 @@ def main() -> int:
 
         one: list[Round] = []
         plain: list[Round] = []
-        for i in range(args.rounds):
+        for i in range(n_rounds):
             order = [(oneoff, one, "oneoff"), (ssh, plain, "ssh")]
             if i % 2:
                 order.reverse()
@@ -111,7 +112,7 @@ def main() -> int:
     rss_mb = max(r.result.maxrss_kb for r in one) / 1024
     print()
     print(
-        f"throughput: {nbytes / MB:g} MB of remote stdout, {args.rounds} alternated rounds each, "
+        f"throughput: {nbytes / MB:g} MB of remote stdout, {n_rounds} alternated rounds each, "
         "every byte counted and checked"
     )
     for label, rounds in (("oneoff", one), ("ssh", plain)):

@@ -154,15 +154,22 @@ def test_dry_run_shows_plan_with_key_counts_and_no_values(ssh_host: SshHost) -> 
 # -- bad input: one clear line, the right status, nothing run --------------------------
 
 
+def inventory_with_known_hosts(
+    write_inventory: WriteInventory, app: AppTree, path: Path, text: str, **defaults: object
+) -> Path:
+    """A one-host inventory whose known_hosts file is *path*, holding *text*."""
+    path.write_text(text)
+    return write_inventory(
+        {"web1": {"hostname": "127.0.0.1", "app_root": str(app.root)}},
+        defaults={"known_hosts": str(path), **defaults},
+    )
+
+
 def test_unknown_host_key_is_refused_with_fingerprint_and_file(
     sshd: SshServer, app: AppTree, write_inventory: WriteInventory, tmp_path: Path
 ) -> None:
     empty = tmp_path / "known_hosts"
-    empty.write_text("# nothing yet\n")
-    inventory = write_inventory(
-        {"web1": {"hostname": "127.0.0.1", "app_root": str(app.root)}},
-        defaults={"known_hosts": str(empty)},
-    )
+    inventory = inventory_with_known_hosts(write_inventory, app, empty, "# nothing yet\n")
     result = oneoff("-H", "web1", "--", "true", inventory=inventory)
     assert result.returncode == 255
     err = result.stderr.decode()
@@ -175,11 +182,7 @@ def test_accept_new_records_one_line_and_keeps_the_file(
     sshd: SshServer, app: AppTree, write_inventory: WriteInventory, tmp_path: Path
 ) -> None:
     path = tmp_path / "known_hosts"
-    path.write_text("# keep me\n")
-    inventory = write_inventory(
-        {"web1": {"hostname": "127.0.0.1", "app_root": str(app.root)}},
-        defaults={"known_hosts": str(path)},
-    )
+    inventory = inventory_with_known_hosts(write_inventory, app, path, "# keep me\n")
     first = oneoff("-H", "web1", "--accept-new-host-keys", "--", "true", inventory=inventory)
     assert first.returncode == 0, first.stderr
     assert path.read_text() == "# keep me\n" + sshd.known_hosts_line() + "\n"
@@ -191,12 +194,13 @@ def test_changed_host_key_is_refused_even_with_accept_new(
     sshd: SshServer, app: AppTree, write_inventory: WriteInventory, tmp_path: Path
 ) -> None:
     other = make_client_key(tmp_path / "k")  # any ed25519 key that is not the server's
-    path = tmp_path / "known_hosts"
     keytype, blob = other.public.read_text().split()[:2]
-    path.write_text(f"[127.0.0.1]:{sshd.port} {keytype} {blob}\n")
-    inventory = write_inventory(
-        {"web1": {"hostname": "127.0.0.1", "app_root": str(app.root)}},
-        defaults={"known_hosts": str(path), "host_key_policy": "accept-new"},
+    inventory = inventory_with_known_hosts(
+        write_inventory,
+        app,
+        tmp_path / "known_hosts",
+        f"[127.0.0.1]:{sshd.port} {keytype} {blob}\n",
+        host_key_policy="accept-new",
     )
     result = oneoff("-H", "web1", "--", "true", inventory=inventory)
     assert result.returncode == 255
