@@ -1,5 +1,5 @@
 """``python -m oneoff``."""
 
-from oneoff.cli import main
+from oneoff.cli.main import main
 
 main()

@@ -24,14 +24,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from oneoff.errors import UsageError
-from oneoff.result import HostResult, Masked
+from oneoff.values import HostResult, Masked
 
 if TYPE_CHECKING:
-    from oneoff.fleet import Scope
-    from oneoff.inventory import Inventory
-    from oneoff.output import Reporter, Stream
-    from oneoff.release import ResolvedRelease
-    from oneoff.result import RunSpec
+    from oneoff.client.fleet import Scope
+    from oneoff.config.model import Inventory
+    from oneoff.output.reporters import Reporter, Stream
+    from oneoff.plan.probe import ResolvedRelease
+    from oneoff.values import RunSpec
 
 
 class Results(list[HostResult]):
@@ -43,7 +43,7 @@ class Results(list[HostResult]):
 
     @property
     def exit_code(self) -> int:
-        from oneoff.fleet import exit_code
+        from oneoff.client.fleet import exit_code
 
         return exit_code(self)
 
@@ -107,9 +107,9 @@ def run(
     (as --all/--one). With ``capture`` (the default) each result carries the host's
     ``stdout`` and ``stderr`` bytes; without it output is printed as the CLI would.
     """
-    from oneoff import fleet
-    from oneoff.inventory import Inventory, find_inventory, load_inventory
-    from oneoff.plan import Invocation
+    from oneoff.client import fleet
+    from oneoff.config.model import Inventory, find_inventory, load_inventory
+    from oneoff.plan.spec import Invocation
 
     chosen = [c for c in (command, task, script) if c is not None]
     if len(chosen) != 1:
@@ -158,7 +158,7 @@ def run(
     if capture:
         reporter = _Capture()
     else:
-        from oneoff.output import Terminal, make_reporter
+        from oneoff.output.reporters import Terminal, make_reporter
 
         reporter = make_reporter(Terminal(), selection.hosts)
     interrupts = fleet.Interrupts()

@@ -10,16 +10,16 @@ from pathlib import Path
 
 import pytest
 
-from oneoff.errors import InventoryError, UsageError
-from oneoff.inventory import (
+from oneoff.config.model import (
     INVENTORY_ENV,
     Inventory,
     Overrides,
     find_inventory,
     load_inventory,
 )
-from oneoff.inventory_schema import MODELS
-from oneoff.tasks import Task
+from oneoff.config.schema import MODELS
+from oneoff.errors import InventoryError, UsageError
+from oneoff.plan.tasks import Task
 
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLE = REPO / "inventory.example.yaml"
@@ -84,7 +84,7 @@ def test_every_model_field_has_a_description() -> None:
 
 def test_importing_inventory_does_not_import_ssh_libraries() -> None:
     code = (
-        "import sys, oneoff.inventory; "
+        "import sys, oneoff.config.model; "
         "bad = [m for m in ('paramiko', 'fabric', 'invoke') if m in sys.modules]; "
         "assert not bad, bad"
     )
@@ -782,7 +782,7 @@ def test_unchanged_inventory_is_loaded_from_the_cache_without_pydantic(tmp_path:
     path.write_text(MINIMAL)
     first = load_inventory(path)
     probe = (
-        "import sys; from pathlib import Path; from oneoff.inventory import load_inventory; "
+        "import sys; from pathlib import Path; from oneoff.config.model import load_inventory; "
         f"inv = load_inventory(Path({str(path)!r})); "
         "print(sorted(inv.hosts), 'pydantic' in sys.modules, 'ruamel' in sys.modules)"
     )

@@ -28,8 +28,8 @@ from support.release import (
 from support.run import oneoff
 from support.sshd import SshHost, WriteInventory
 
-from oneoff.release import ResolvedRelease
-from oneoff.tasks import ReleaseTasks, release_tasks
+from oneoff.plan.probe import ResolvedRelease
+from oneoff.plan.tasks import ReleaseTasks, release_tasks
 
 SECRET = "s3cret"  # part of the default shared/.env's DATABASE_URL
 PRINT_CWD = ["python", "-c", "import os, sys; print(os.getcwd()); print(sys.prefix)"]

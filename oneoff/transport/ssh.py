@@ -24,11 +24,11 @@ import paramiko
 from fabric import Config, Connection
 
 from oneoff.errors import ConnectError, HostKeyError
-from oneoff.shell import quote
+from oneoff.scripts import quote
 from oneoff.transport.knownhosts import KnownHosts, append_known_host, host_key_name
 
 if TYPE_CHECKING:
-    from oneoff.inventory import HostSettings
+    from oneoff.config.model import HostSettings
 
 # paramiko logs failures (with tracebacks) from its own thread; we report them as one line
 logging.getLogger("paramiko").addHandler(logging.NullHandler())

@@ -20,9 +20,9 @@ from oneoff import __version__
 from oneoff.errors import ExitStatus, OneoffError, UsageError
 
 if TYPE_CHECKING:
-    from oneoff.inventory import Inventory
-    from oneoff.output import Terminal
-    from oneoff.plan import Invocation
+    from oneoff.config.model import Inventory
+    from oneoff.output.reporters import Terminal
+    from oneoff.plan.spec import Invocation
 
 BUILTINS = ("releases", "tasks", "hosts", "audit", "ps", "logs", "kill")
 RAW = "raw_command"
@@ -207,20 +207,20 @@ def cli(ctx: click.Context, /, **opts: Any) -> None:
 
 
 def _terminal() -> Terminal:
-    from oneoff.output import Terminal
+    from oneoff.output.reporters import Terminal
 
     return Terminal()
 
 
 def _inventory(opts: dict[str, Any]) -> Inventory:
-    from oneoff.inventory import find_inventory, load_inventory
+    from oneoff.config.model import find_inventory, load_inventory
 
     path = find_inventory(opts.get("inventory"), os.environ, Path.cwd(), Path.home())
     return load_inventory(path)
 
 
 def _overrides(opts: dict[str, Any]) -> Any:
-    from oneoff.inventory import Overrides
+    from oneoff.config.model import Overrides
 
     return Overrides(
         host_key_policy="accept-new" if opts.get("accept_new_host_keys") else None,
@@ -229,8 +229,8 @@ def _overrides(opts: dict[str, Any]) -> Any:
 
 
 def _invocation(words: tuple[str, ...], raw: bool, opts: dict[str, Any]) -> Invocation:
-    from oneoff.plan import Invocation
-    from oneoff.result import Masked
+    from oneoff.plan.spec import Invocation
+    from oneoff.values import Masked
 
     if raw:
         kind, rest = "command", words
@@ -244,7 +244,7 @@ def _invocation(words: tuple[str, ...], raw: bool, opts: dict[str, Any]) -> Invo
         kind, rest = "task", words
     tty = opts.get("tty")
     term = os.environ.get("TERM")
-    from oneoff.terminal import window_size
+    from oneoff.output.terminal import window_size
 
     winsize = window_size() if tty is not False else None
     return Invocation(
@@ -278,8 +278,8 @@ def _lock_name(name: str | None) -> str | None:
 def _run(words: tuple[str, ...], raw: bool, opts: dict[str, Any]) -> int:
     from dataclasses import replace
 
-    from oneoff import fleet
-    from oneoff.output import make_reporter
+    from oneoff.client import fleet
+    from oneoff.output.reporters import make_reporter
 
     terminal = _terminal()
     inventory = _inventory(opts)
@@ -409,7 +409,7 @@ class _TerminalMode:
         """Called by the session before streaming; True when keystrokes go raw (and ~. works)."""
         if not (self.possible and spec.pty) or self.raw is not None:
             return False
-        from oneoff.terminal import raw_mode
+        from oneoff.output.terminal import raw_mode
 
         self.raw = contextlib.ExitStack()
         self.raw.enter_context(raw_mode(True))
@@ -435,7 +435,7 @@ class _signals:
             self.interrupts.interrupt()
 
         def resized(_signum: int, _frame: object) -> None:
-            from oneoff.terminal import window_size
+            from oneoff.output.terminal import window_size
 
             size = window_size()
             if size is not None:
@@ -457,13 +457,13 @@ class _signals:
 
 
 def _builtin(name: str, opts: dict[str, Any], args: tuple[str, ...]) -> int:
-    from oneoff import listings
+    from oneoff.app import listings
 
     inventory = _inventory(opts)
     terminal = _terminal()
     overrides = _overrides(opts)
     if name in ("ps", "logs", "kill"):
-        from oneoff import runs
+        from oneoff.app import runs
 
         return runs.command(name, inventory, opts, overrides, terminal, args)
     if args:

@@ -14,11 +14,11 @@ import re
 from typing import TYPE_CHECKING, Any
 
 from oneoff.errors import UsageError
-from oneoff.shell import quote
+from oneoff.scripts import quote
 
 if TYPE_CHECKING:
-    from oneoff.inventory import HostSettings, Inventory, Overrides
-    from oneoff.output import Terminal
+    from oneoff.config.model import HostSettings, Inventory, Overrides
+    from oneoff.output.reporters import Terminal
     from oneoff.transport.base import RemoteProcess, Transport
 
 RUN_ID = re.compile(r"[0-9A-Za-z][0-9A-Za-z_-]*")
@@ -200,7 +200,7 @@ def command(
 
 
 def _transport(settings: HostSettings, opts: dict[str, Any]) -> Transport:
-    from oneoff import fleet
+    from oneoff.client import fleet
 
     policy = fleet.Policy(accept_new_host_keys=bool(opts.get("accept_new_host_keys")))
     transport = fleet.make_transport(settings, policy)
@@ -221,14 +221,14 @@ def _ps(
 ) -> int:
     from concurrent.futures import ThreadPoolExecutor
 
+    from oneoff.app.listings import table
+    from oneoff.client.session import collect
     from oneoff.durations import format_duration
     from oneoff.errors import OneoffError
-    from oneoff.listings import table
-    from oneoff.session import collect
 
     def one(host: str) -> list[dict[str, Any]] | OneoffError:
         s = inventory.settings(host, overrides)
-        from oneoff import fleet
+        from oneoff.client import fleet
 
         transport = fleet.make_transport(s, fleet.Policy())
         try:
@@ -293,7 +293,7 @@ def _status_from(err: bytes) -> dict[str, Any]:
 
 
 def _logs(settings: HostSettings, run_id: str, opts: dict[str, Any], terminal: Terminal) -> int:
-    from oneoff.session import TICK
+    from oneoff.client.session import TICK
 
     transport = _transport(settings, opts)
     try:

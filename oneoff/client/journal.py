@@ -13,11 +13,11 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from oneoff.shell import quote
+from oneoff.scripts import quote
 
 if TYPE_CHECKING:
-    from oneoff.release import ResolvedRelease
-    from oneoff.result import HostResult, RunSpec
+    from oneoff.plan.probe import ResolvedRelease
+    from oneoff.values import HostResult, RunSpec
 
 TAIL_LINES = 5000
 

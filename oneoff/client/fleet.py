@@ -15,7 +15,8 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from typing import IO, TYPE_CHECKING, Literal
 
-from oneoff.audit import LocalJournal
+from oneoff.client.journal import LocalJournal
+from oneoff.client.session import PROBE_TIMEOUT, Session, probe_only
 from oneoff.errors import (
     AgentError,
     CannotRun,
@@ -24,15 +25,14 @@ from oneoff.errors import (
     OneoffError,
     UsageError,
 )
-from oneoff.plan import Invocation, all_tasks, build_spec, probe_request
-from oneoff.release import ResolvedRelease
-from oneoff.result import HostResult, RunSpec, new_run_id, operator_identity
-from oneoff.session import PROBE_TIMEOUT, Session, probe_only
+from oneoff.plan.probe import ResolvedRelease
+from oneoff.plan.spec import Invocation, all_tasks, build_spec, probe_request
+from oneoff.values import HostResult, RunSpec, new_run_id, operator_identity
 
 if TYPE_CHECKING:
-    from oneoff.inventory import HostSettings, Inventory
-    from oneoff.output import Reporter
-    from oneoff.tasks import Task
+    from oneoff.config.model import HostSettings, Inventory
+    from oneoff.output.reporters import Reporter
+    from oneoff.plan.tasks import Task
     from oneoff.transport.base import Transport
 
 Scope = Literal["all", "one"] | None

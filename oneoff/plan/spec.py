@@ -12,13 +12,13 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
 
 from oneoff.errors import UsageError
-from oneoff.release import ProbeRequest, ResolvedRelease
-from oneoff.result import Masked, Mode, RunSpec
-from oneoff.shell import render
-from oneoff.tasks import Task, definitions, release_tasks, task_lines
+from oneoff.plan.probe import ProbeRequest, ResolvedRelease
+from oneoff.plan.tasks import Task, definitions, release_tasks, task_lines
+from oneoff.scripts import render
+from oneoff.values import Masked, Mode, RunSpec
 
 if TYPE_CHECKING:
-    from oneoff.inventory import HostSettings
+    from oneoff.config.model import HostSettings
 
 Kind = Literal["task", "command", "script"]
 

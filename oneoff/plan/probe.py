@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from oneoff.errors import AgentError, ReleaseError, UsageError
-from oneoff.shell import quote
+from oneoff.scripts import quote
 
 END_MARKER = b"--oneoff-probe-end--\n"
 TASK_FILES = ("pyproject.toml", "Procfile")

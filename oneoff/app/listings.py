@@ -8,11 +8,11 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from oneoff.errors import OneoffError, UsageError
-from oneoff.release import ResolvedRelease
+from oneoff.plan.probe import ResolvedRelease
 
 if TYPE_CHECKING:
-    from oneoff.inventory import Inventory, Overrides
-    from oneoff.output import Terminal
+    from oneoff.config.model import Inventory, Overrides
+    from oneoff.output.reporters import Terminal
 
 Found = dict[str, ResolvedRelease | OneoffError]
 
@@ -43,8 +43,8 @@ def run(
         return audit(inventory, opts, overrides, terminal)
     if not opts["targets"]:
         raise UsageError(f"`oneoff {name}` needs a target", hint=f"oneoff {name} -H HOST|GROUP")
-    from oneoff import fleet
-    from oneoff.plan import Invocation
+    from oneoff.client import fleet
+    from oneoff.plan.spec import Invocation
 
     targets = inventory.select(opts["targets"])
     policy = fleet.Policy(
@@ -126,8 +126,8 @@ def releases(found: Found, opts: dict[str, Any], terminal: Terminal) -> int:
 
 def tasks(found: Found, inventory: Inventory, opts: dict[str, Any], terminal: Terminal) -> int:
     """Every task of each host's release, sorted by name, with what each one overrides."""
-    from oneoff.shell import render
-    from oneoff.tasks import definitions, release_tasks
+    from oneoff.plan.tasks import definitions, release_tasks
+    from oneoff.scripts import render
 
     records: list[dict[str, Any]] = []
     rows = [("HOST", "TASK", "COMMAND", "FROM", "DESCRIPTION")]
@@ -198,9 +198,9 @@ def audit(
         raise UsageError("`oneoff audit` needs a target", hint="oneoff audit -H HOST|GROUP")
     from concurrent.futures import ThreadPoolExecutor
 
-    from oneoff import audit as trail
-    from oneoff import fleet
-    from oneoff.session import collect
+    from oneoff.client import fleet
+    from oneoff.client import journal as trail
+    from oneoff.client.session import collect
 
     targets = inventory.select(opts["targets"])
     policy = fleet.Policy(accept_new_host_keys=bool(opts.get("accept_new_host_keys")))

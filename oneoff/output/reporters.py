@@ -20,8 +20,8 @@ from oneoff.durations import format_duration
 from oneoff.errors import DriftRefused, NotStarted
 
 if TYPE_CHECKING:
-    from oneoff.release import ResolvedRelease
-    from oneoff.result import HostResult, RunSpec
+    from oneoff.plan.probe import ResolvedRelease
+    from oneoff.values import HostResult, RunSpec
 
 Stream = Literal["stdout", "stderr"]
 PROGRESS_MIN_HOSTS = 8  # a progress bar only for fan-outs longer than a handful of hosts
@@ -224,7 +224,7 @@ class PrefixReporter:
                 self.bar_shown = False
         if self.quiet or all(r.plan is not None for r in results):
             return
-        from oneoff.fleet import summary_counts
+        from oneoff.client.fleet import summary_counts
 
         counts = summary_counts(results)
         said = ", ".join(f"{n} {k.replace('_', ' ')}" for k, n in counts.items() if n)
@@ -281,7 +281,7 @@ class JsonReporter:
         self.emit(result_record(result))
 
     def summary(self, results: Sequence[HostResult], status: int) -> None:
-        from oneoff.fleet import summary_counts
+        from oneoff.client.fleet import summary_counts
 
         self.emit(
             {

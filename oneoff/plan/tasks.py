@@ -9,10 +9,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
-from oneoff.shell import render
+from oneoff.scripts import render
 
 if TYPE_CHECKING:
-    from oneoff.release import ResolvedRelease
+    from oneoff.plan.probe import ResolvedRelease
 
 RunPolicy = Literal["once", "each"]
 _TASK_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]*")

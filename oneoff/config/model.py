@@ -8,7 +8,7 @@ Loading is strict and happens once, before anything connects::
     settings = inventory.settings("web1", Overrides(user="root"))   # frozen HostSettings
 
 This module holds the resolved, plain values. Validation (pydantic models, YAML line
-numbers) lives in :mod:`oneoff.inventory_schema` and only runs when the file changed:
+numbers) lives in :mod:`oneoff.config.schema` and only runs when the file changed:
 the validated result is cached as JSON keyed by the file's content, so a run whose
 inventory is unchanged imports neither pydantic nor ruamel.yaml (measured: ~90 ms of
 start-up). Settings cascade ``defaults`` < groups (in file order) < host < command-line
@@ -30,7 +30,7 @@ from typing import Any
 
 from oneoff import __version__
 from oneoff.errors import InventoryError, UsageError
-from oneoff.tasks import Task
+from oneoff.plan.tasks import Task
 
 __all__ = [
     "INVENTORY_ENV",
@@ -344,7 +344,7 @@ def load_inventory(path: Path) -> Inventory:
     cached = _read_cache(key)
     if cached is not None:
         return cached
-    from oneoff.inventory_schema import validate
+    from oneoff.config.schema import validate
 
     inventory = validate(path, data)
     _write_cache(key, inventory)

@@ -1,7 +1,7 @@
 """Validation of the inventory file: strict pydantic models and YAML line numbers.
 
 Imported only when an inventory must be (re)validated; the result is a plain
-:class:`oneoff.inventory.Inventory`. Every problem is reported as
+:class:`oneoff.config.model.Inventory`. Every problem is reported as
 ``file:line: dotted.path: what was expected``, with the line taken from ruamel.yaml's
 round-trip loader.
 """
@@ -28,15 +28,15 @@ from pydantic import (
     model_validator,
 )
 
-from oneoff.durations import parse_duration
-from oneoff.errors import InventoryError
-from oneoff.inventory import (
+from oneoff.config.model import (
     HOST_KEY_POLICIES,
     Inventory,
     _listing,
     _suggest,
 )
-from oneoff.tasks import Task
+from oneoff.durations import parse_duration
+from oneoff.errors import InventoryError
+from oneoff.plan.tasks import Task
 
 __all__ = ["MODELS", "SETTINGS_KEYS", "validate"]
 

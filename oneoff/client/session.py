@@ -32,7 +32,8 @@ from oneoff.errors import (
     OneoffError,
     ReleaseError,
 )
-from oneoff.release import (
+from oneoff.output.terminal import EscapeFilter
+from oneoff.plan.probe import (
     ProbeRequest,
     ResolvedRelease,
     parse_probe,
@@ -40,12 +41,11 @@ from oneoff.release import (
     split_probe_output,
 )
 from oneoff.remote import protocol as proto
-from oneoff.result import HostResult, RunSpec
-from oneoff.terminal import EscapeFilter
+from oneoff.values import HostResult, RunSpec
 
 if TYPE_CHECKING:
-    from oneoff.audit import LocalJournal
-    from oneoff.output import Reporter
+    from oneoff.client.journal import LocalJournal
+    from oneoff.output.reporters import Reporter
     from oneoff.transport.base import RemoteProcess, Transport
 
 READ_SIZE = 1 << 18
@@ -261,7 +261,7 @@ class Session:
 
     def _warn_task_files(self, release: ResolvedRelease, spec: RunSpec) -> None:
         """A broken release task file may hide the definition that should have won."""
-        from oneoff.tasks import release_tasks
+        from oneoff.plan.tasks import release_tasks
 
         for problem in release_tasks(release).problems:
             self.reporter.notice(

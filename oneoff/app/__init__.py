@@ -1,0 +1,1 @@
+"""The use cases, shared by the CLI and the API."""

@@ -1,0 +1,1 @@
+"""The inventory: find, load, validate, cache, and resolve per-host settings."""

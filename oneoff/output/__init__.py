@@ -1,0 +1,1 @@
+"""Everything that reaches the operator's terminal: reporters, views, the terminal itself."""
