@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test test-deps lint typecheck docs pytest bench clean
+.PHONY: demo test test-deps lint architecture typecheck docs pytest unit bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/python demo/demo.py
 
-test: lint typecheck docs pytest
+test: lint architecture typecheck docs pytest
 
 # System packages the tests need (openssh-server, tmux, iproute2, ...); needs root or sudo.
 test-deps:
@@ -25,6 +25,12 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
+# Imports only point down (import-linter contracts in pyproject.toml), and no function is
+# above radon grade C (cyclomatic complexity 20).
+architecture: $(STAMP)
+	$(BIN)/lint-imports --no-cache
+	$(BIN)/xenon --max-absolute C --max-modules B --max-average A oneoff
+
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
@@ -33,6 +39,10 @@ docs: $(STAMP)
 
 pytest: $(STAMP)
 	$(BIN)/pytest
+
+# The unit layer alone: no sshd, seconds.
+unit: $(STAMP)
+	$(BIN)/pytest tests/unit
 
 bench: $(STAMP)
 	$(BIN)/python bench/latency.py

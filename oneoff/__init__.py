@@ -1,13 +1,13 @@
 """oneoff: run a twelve-factor app's admin processes as one-off processes on its hosts."""
 
-__version__ = "0.1.0"
-
 from typing import TYPE_CHECKING
+
+from oneoff.version import VERSION as __version__
 
 if TYPE_CHECKING:
     from oneoff.api import run
 
-__all__ = ["run"]
+__all__ = ["__version__", "run"]
 
 
 def __getattr__(name: str) -> object:

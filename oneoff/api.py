@@ -15,22 +15,23 @@ the remote commands first, then is re-raised.
 
 from __future__ import annotations
 
-import os
 import shlex
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from oneoff.errors import UsageError
-from oneoff.values import HostResult, Masked
+from oneoff.outcome import HostResult
 
 if TYPE_CHECKING:
-    from oneoff.client.fleet import Scope
+    from oneoff.app.run import RunOutcome, RunReporter
+    from oneoff.client.events import Stream
+    from oneoff.client.fleet import Interrupts, Scope
     from oneoff.config.model import Inventory
-    from oneoff.output.reporters import Reporter, Stream
     from oneoff.plan.probe import ResolvedRelease
+    from oneoff.plan.spec import Kind
     from oneoff.values import RunSpec
 
 
@@ -43,9 +44,9 @@ class Results(list[HostResult]):
 
     @property
     def exit_code(self) -> int:
-        from oneoff.client.fleet import exit_code
+        from oneoff.outcome import fleet_exit
 
-        return exit_code(self)
+        return fleet_exit(self)
 
 
 class _Capture:
@@ -68,11 +69,18 @@ class _Capture:
     def finished(self, result: HostResult) -> None:
         pass
 
+    def close(self) -> None:
+        pass
+
     def summary(self, results: Sequence[HostResult], status: int) -> None:
         pass
 
     def take(self, host: str, stream: Stream) -> bytes:
         return b"".join(self.data.get((host, stream), []))
+
+    def kept(self, result: HostResult) -> HostResult:
+        stdout, stderr = self.take(result.host, "stdout"), self.take(result.host, "stderr")
+        return replace(result, stdout=stdout, stderr=stderr)
 
 
 def run(
@@ -107,43 +115,22 @@ def run(
     (as --all/--one). With ``capture`` (the default) each result carries the host's
     ``stdout`` and ``stderr`` bytes; without it output is printed as the CLI would.
     """
-    from oneoff.client import fleet
-    from oneoff.config.model import Inventory, find_inventory, load_inventory
-    from oneoff.plan.spec import Invocation
+    from oneoff.app import run as app
 
-    chosen = [c for c in (command, task, script) if c is not None]
-    if len(chosen) != 1:
-        raise UsageError("pass exactly one of command=, task=, script=")
-    if isinstance(command, str):
-        raise UsageError(
-            "command= is an argv list, not a shell string",
-            hint=f"e.g. command={shlex.split(command)!r}",
-        )
-    if command is not None:
-        kind, words = "command", (*command, *args)
-    elif task is not None:
-        kind, words = "task", (task, *args)
-    else:
-        kind, words = "script", (str(script), *args)
-    if isinstance(inventory, Inventory):
-        inv = inventory
-    else:
-        explicit = str(inventory) if inventory is not None else None
-        inv = load_inventory(find_inventory(explicit, os.environ, Path.cwd(), Path.home()))
-    targets = inv.select([target] if isinstance(target, str) else list(target))
-    invocation = Invocation(
-        kind=kind,  # type: ignore[arg-type]
-        words=tuple(words),
-        extra_env=Masked(dict(env or {})),
-        release_id=release,
+    kind, words = _what(command, task, script, args)
+    request = app.RunRequest(
+        targets=(target,) if isinstance(target, str) else tuple(target),
+        kind=kind,
+        words=words,
+        scope=scope,
+        env=dict(env or {}),
+        release=release,
         timeout=timeout,
         lock=lock,
         lock_wait=lock_wait,
         tty=False,
         audit=audit,
-        mode="plan" if dry_run else "run",
-    )
-    policy = fleet.Policy(
+        dry_run=dry_run,
         parallel=parallel,
         batch=batch,
         pause=pause,
@@ -153,35 +140,65 @@ def run(
         accept_new_host_keys=accept_new_host_keys,
         retries=retries,
     )
-    selection = fleet.choose_hosts(inv, targets, invocation, scope, policy, inv.settings)
-    reporter: Reporter
-    if capture:
-        reporter = _Capture()
-    else:
-        from oneoff.output.reporters import Terminal, make_reporter
+    captured = _Capture() if capture else None
 
-        reporter = make_reporter(Terminal(), selection.hosts)
-    interrupts = fleet.Interrupts()
-    box: list[list[HostResult]] = []
+    def reporters(hosts: Sequence[str]) -> RunReporter:
+        if captured is not None:
+            return captured
+        from oneoff.output.reporters import make_reporter
+        from oneoff.output.terminal import Terminal
+
+        return make_reporter(Terminal(), hosts)
+
+    def work(interrupts: Interrupts) -> RunOutcome:
+        return app.run(request, inventory=inventory, reporters=reporters, interrupts=interrupts)
+
+    outcome, interrupted = _interruptible(work)
+    results = outcome.results
+    usage = [r.error for r in results if isinstance(r.error, UsageError)]
+    if results and len(usage) == len(results):
+        raise usage[0]  # e.g. an unknown task or release: nothing ran anywhere
+    if captured is not None:
+        results = [captured.kept(r) for r in results]
+    if interrupted:
+        raise KeyboardInterrupt
+    return Results(results)
+
+
+def _what(
+    command: Sequence[str] | None, task: str | None, script: str | None, args: Sequence[str]
+) -> tuple[Kind, tuple[str, ...]]:
+    """Exactly one of command=, task=, script=, as (kind, words)."""
+    if sum(c is not None for c in (command, task, script)) != 1:
+        raise UsageError("pass exactly one of command=, task=, script=")
+    if isinstance(command, str):
+        raise UsageError(
+            "command= is an argv list, not a shell string",
+            hint=f"e.g. command={shlex.split(command)!r}",
+        )
+    if command is not None:
+        return "command", (*command, *args)
+    if task is not None:
+        return "task", (task, *args)
+    return "script", (str(script), *args)
+
+
+def _interruptible(work: Callable[[Interrupts], RunOutcome]) -> tuple[RunOutcome, bool]:
+    """Run *work* in a thread so that Ctrl-C (KeyboardInterrupt, in this thread) reaches
+    the remote commands instead of abandoning them; whether it came, with the outcome."""
+    from oneoff.client.fleet import Interrupts
+
+    interrupts = Interrupts()
+    box: list[RunOutcome] = []
     failure: list[BaseException] = []
 
-    def work() -> None:
+    def target() -> None:
         try:
-            box.append(
-                fleet.run_hosts(
-                    selection,
-                    inv.settings,
-                    invocation,
-                    inv.tasks,
-                    reporter,
-                    policy,
-                    interrupts,
-                )
-            )
+            box.append(work(interrupts))
         except BaseException as exc:  # handed to the caller's thread below
             failure.append(exc)
 
-    worker = threading.Thread(target=work, name="oneoff-run")
+    worker = threading.Thread(target=target, name="oneoff-run")
     worker.start()
     interrupted = False
     while worker.is_alive():
@@ -192,22 +209,4 @@ def run(
             interrupts.interrupt()
     if failure:
         raise failure[0]
-    results = box[0]
-    refused = fleet.drift_refusal(results)
-    if refused is not None:
-        raise refused
-    usage = [r.error for r in results if isinstance(r.error, UsageError)]
-    if results and len(usage) == len(results):
-        raise usage[0]  # e.g. an unknown task or release: nothing ran anywhere
-    if isinstance(reporter, _Capture):
-        results = [
-            replace(
-                r, stdout=reporter.take(r.host, "stdout"), stderr=reporter.take(r.host, "stderr")
-            )
-            for r in results
-        ]
-    if not capture:
-        reporter.summary(results, fleet.exit_code(results))
-    if interrupted:
-        raise KeyboardInterrupt
-    return Results(results)
+    return box[0], interrupted

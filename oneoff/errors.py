@@ -9,12 +9,17 @@ status without knowing where it came from::
     │   └── DriftRefused             (exit 2)  hosts on different releases
     ├── NotStarted                   (exit 1)  --fail-fast / --max-fail / Ctrl-C came first
     ├── LockBusy                     (exit 75) another run holds the lock
-    └── CannotRun                    (exit 255) nothing ran on that host
-        ├── ConnectError                       DNS, refused, timeout, auth
+    └── CannotRun                    (exit 255) nothing is known to have run on that host
+        ├── ConnectError                       DNS, refused, unreachable
+        │   ├── ConnectTimeout                 no answer within connect_timeout
+        │   ├── AuthFailed                     the server refused every key offered
+        │   │   └── KeyLocked                  a key file needs a passphrase, no agent has it
         │   └── HostKeyError                   unknown, changed or revoked host key
         ├── ReleaseError                       current dangling, venv missing, env file unreadable
         ├── AgentError                         the agent could not start the command
-        └── ConnectionLost                     the link died while the command ran
+        │   └── SpawnError           (126/127) the command is not found / not executable
+        └── ConnectionLost                     the link died
+            └── RunLost                        ... after the command started: outcome unknown here
 
 Paramiko and socket errors are wrapped once, in the transport, with the host
 attached; nothing above the transport sees them.
@@ -90,6 +95,18 @@ class ConnectError(CannotRun):
     """Could not reach or log in to the host."""
 
 
+class ConnectTimeout(ConnectError):
+    """The host (or its sshd) did not answer within connect_timeout."""
+
+
+class AuthFailed(ConnectError):
+    """The server refused every key offered; retrying cannot help."""
+
+
+class KeyLocked(AuthFailed):
+    """A key file is passphrase-protected and no agent holds it; oneoff never prompts."""
+
+
 class HostKeyError(ConnectError):
     """The host's key is unknown, changed or revoked."""
 
@@ -102,5 +119,21 @@ class AgentError(CannotRun):
     """The remote agent failed before the command started."""
 
 
+class SpawnError(AgentError):
+    """The command itself could not be started (not found: 127, not executable: 126)."""
+
+    def __init__(self, message: str, *, host: str, status: int, hint: str | None = None) -> None:
+        super().__init__(message, host=host, hint=hint)
+        self.exit_status = status
+
+
 class ConnectionLost(CannotRun):
-    """The connection died while the command ran; the agent stopped the command."""
+    """The connection died; nothing is known to have run."""
+
+
+class RunLost(ConnectionLost):
+    """The connection died after the command started: its outcome is unknown here.
+
+    The agent on the host stops the command when our heartbeats stop, and records its
+    end in the host's audit trail (``oneoff audit``) or under ``runs/`` (``oneoff logs``).
+    """

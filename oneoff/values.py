@@ -8,9 +8,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from oneoff.errors import CannotRun, ExitStatus, LockBusy, OneoffError
-
 Mode = Literal["run", "plan"]
+RunPolicy = Literal["once", "each"]
 
 
 def new_run_id() -> str:
@@ -28,6 +27,28 @@ class Masked:
         return "Masked(" + ", ".join(f"{key}=***" for key in self.values) + ")"
 
     __str__ = __repr__
+
+
+@dataclass(frozen=True)
+class Task:
+    """One named admin command, e.g. ``migrate`` -> ``python manage.py migrate --noinput``.
+
+    ``source`` says where it was defined (``inventory.yaml:42``, ``pyproject.toml:7``,
+    ``Procfile:2``, ``preset: django``) so ``oneoff tasks`` can show it and collisions
+    can be explained.
+    """
+
+    name: str
+    command: tuple[str, ...]
+    source: str
+    run: RunPolicy = "once"
+    lock: str | None = None
+    timeout: float | None = None
+    tty: bool | None = None
+    description: str | None = None
+    shell: bool = False
+    """The command is a shell line (a Procfile's) run as ``sh -c``: it takes no ARGS, since
+    appending them to a line such as ``a && b`` would reach only ``b``."""
 
 
 @dataclass(frozen=True)
@@ -106,62 +127,3 @@ def operator_identity() -> dict[str, str]:
     except (KeyError, OSError):
         user = str(os.getuid())
     return {"user": user, "machine": socket.gethostname()}
-
-
-@dataclass(frozen=True)
-class HostResult:
-    """What happened on one host, mirroring subprocess: status or signal, or an error."""
-
-    host: str
-    display: str = ""
-    run_id: str | None = None
-    release_id: str | None = None
-    revision: str | None = None
-    status: int | None = None
-    signal: str | None = None
-    signal_number: int | None = None
-    timed_out: bool = False
-    interrupted: bool = False
-    error: OneoffError | None = None
-    duration: float = 0.0
-    plan: Mapping[str, Any] | None = None
-    detached: bool = False  # started with --detach: still running, under run_id
-    stdout: bytes | None = None  # kept only when the API is asked to capture output
-    stderr: bytes | None = None
-
-    @property
-    def ok(self) -> bool:
-        return self.error is None and self.status == 0 and not self.timed_out
-
-    @property
-    def exit_code(self) -> int:
-        """The status oneoff exits with when this is the only host (design §3)."""
-        if self.error is not None:
-            return int(self.error.exit_status)
-        if self.timed_out:
-            return ExitStatus.TIMED_OUT
-        if self.interrupted:
-            return ExitStatus.INTERRUPTED
-        if self.signal_number is not None:
-            return 128 + self.signal_number
-        return self.status if self.status is not None else ExitStatus.CANNOT_RUN
-
-    @property
-    def could_not_run(self) -> bool:
-        return isinstance(self.error, CannotRun)
-
-    @property
-    def lock_busy(self) -> bool:
-        return isinstance(self.error, LockBusy)
-
-    def describe(self) -> str:
-        """Short outcome for tables and logs: ``exit 0``, ``timed out``, ``killed by SIGKILL``."""
-        if self.error is not None:
-            return str(self.error.message)
-        if self.timed_out:
-            return "timed out"
-        if self.interrupted:
-            return "interrupted"
-        if self.signal:
-            return f"killed by {self.signal}"
-        return f"exit {self.status}"

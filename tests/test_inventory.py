@@ -10,16 +10,12 @@ from pathlib import Path
 
 import pytest
 
-from oneoff.config.model import (
-    INVENTORY_ENV,
-    Inventory,
-    Overrides,
-    find_inventory,
-    load_inventory,
-)
+from oneoff.config.find import INVENTORY_ENV, find_inventory
+from oneoff.config.load import load_inventory
+from oneoff.config.model import Inventory, Overrides
 from oneoff.config.schema import MODELS
 from oneoff.errors import InventoryError, UsageError
-from oneoff.plan.tasks import Task
+from oneoff.values import Task
 
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLE = REPO / "inventory.example.yaml"
@@ -782,7 +778,7 @@ def test_unchanged_inventory_is_loaded_from_the_cache_without_pydantic(tmp_path:
     path.write_text(MINIMAL)
     first = load_inventory(path)
     probe = (
-        "import sys; from pathlib import Path; from oneoff.config.model import load_inventory; "
+        "import sys; from pathlib import Path; from oneoff.config.load import load_inventory; "
         f"inv = load_inventory(Path({str(path)!r})); "
         "print(sorted(inv.hosts), 'pydantic' in sys.modules, 'ruamel' in sys.modules)"
     )

@@ -1,62 +1,73 @@
-"""``oneoff releases``, ``oneoff tasks`` and ``oneoff hosts``: what is deployed, runnable, where."""
+"""``releases``, ``tasks``, ``hosts`` and ``audit``: what is deployed, runnable, where, and
+what ran. Each returns a :class:`Listing`, the records ``--json`` prints one per line;
+``oneoff.output.views`` turns the same records into the table."""
 
 from __future__ import annotations
 
-import json
-import time
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from oneoff.errors import OneoffError, UsageError
+from oneoff.app.inventory import DEFAULT_ACCESS, Access, open_inventory
+from oneoff.errors import ExitStatus, OneoffError
+from oneoff.outcome import errors_exit
 from oneoff.plan.probe import ResolvedRelease
 
 if TYPE_CHECKING:
-    from oneoff.config.model import Inventory, Overrides
-    from oneoff.output.reporters import Terminal
+    from oneoff.app.inventory import InventorySource
+    from oneoff.client.connections import Connections
+    from oneoff.config.model import HostSettings, Inventory
 
 Found = dict[str, ResolvedRelease | OneoffError]
 
 
-def table(rows: Sequence[Sequence[str]]) -> str:
-    """Left-aligned columns separated by two spaces."""
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    lines = ("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) for row in rows)
-    return "\n".join(line.rstrip() for line in lines)
+@dataclass(frozen=True)
+class Listing:
+    """Rows as records, the problems met on the way (a line each), and the exit status."""
+
+    records: list[dict[str, Any]]
+    problems: list[str] = field(default_factory=list)
+    status: int = 0
 
 
-def _emit(
-    terminal: Terminal, opts: dict[str, Any], records: list[dict[str, Any]], text: str
-) -> None:
-    if opts["as_json"]:
-        body = "".join(json.dumps(r, sort_keys=True) + "\n" for r in records)
+def hosts(inventory: InventorySource, targets: Sequence[str] = ()) -> Listing:
+    """The inventory's hosts (or the ones *targets* select), without connecting."""
+    inv = open_inventory(inventory)
+    names = inv.select(targets) if targets else list(inv.hosts)
+    return Listing([_host_record(inv, name) for name in names])
+
+
+def _host_record(inventory: Inventory, name: str) -> dict[str, Any]:
+    s = inventory.settings(name)
+    if s.transport == "local":
+        address = "local"
     else:
-        body = text + "\n"
-    terminal.write("stdout", body.encode())
+        address = (f"{s.user}@" if s.user else "") + s.hostname + (f":{s.port}" if s.port else "")
+    return {
+        "host": name,
+        "address": address,
+        "groups": inventory.groups_of(name),
+        "roles": list(s.roles),
+        "primary": s.primary,
+        "app_root": s.app_root,
+    }
 
 
-def run(
-    name: str, inventory: Inventory, opts: dict[str, Any], overrides: Overrides, terminal: Terminal
-) -> int:
-    if name == "hosts":
-        return hosts(inventory, opts, terminal)
-    if name == "audit":
-        return audit(inventory, opts, overrides, terminal)
-    if not opts["targets"]:
-        raise UsageError(f"`oneoff {name}` needs a target", hint=f"oneoff {name} -H HOST|GROUP")
+def _probe(
+    inventory: Inventory, targets: Sequence[str], release_id: str | None, access: Access
+) -> Found:
     from oneoff.client import fleet
     from oneoff.plan.spec import Invocation
 
-    targets = inventory.select(opts["targets"])
-    policy = fleet.Policy(
-        parallel=opts["parallel"], accept_new_host_keys=bool(opts.get("accept_new_host_keys"))
+    invocation = Invocation(kind="task", words=("-",), release_id=release_id)
+    hosts = inventory.select(targets)
+    return fleet.probe_hosts(
+        hosts, lambda h: access.settings(inventory, h), invocation, access.policy
     )
-    invocation = Invocation(kind="task", words=("-",), release_id=opts.get("release_id"))
-    found = fleet.probe_hosts(
-        targets, lambda h: inventory.settings(h, overrides), invocation, policy
-    )
-    if name == "releases":
-        return releases(found, opts, terminal)
-    return tasks(found, inventory, opts, terminal)
+
+
+def _errors(found: Found) -> list[OneoffError]:
+    return [r for r in found.values() if isinstance(r, OneoffError)]
 
 
 def majority_release(found: Found) -> str | None:
@@ -73,81 +84,69 @@ def majority_release(found: Found) -> str | None:
     return max(set(ids), key=lambda i: (ids.count(i), deployed[i], i)) if ids else None
 
 
-def _status(found: Found) -> int:
-    """0, or the status of the hosts' errors (2 when every one is the user's mistake)."""
-    errors = [r for r in found.values() if isinstance(r, OneoffError)]
-    if not errors:
-        return 0
-    statuses = {e.exit_status for e in errors}
-    return statuses.pop() if len(statuses) == 1 else 255
+def releases(
+    inventory: InventorySource,
+    targets: Sequence[str],
+    *,
+    release_id: str | None = None,
+    access: Access = DEFAULT_ACCESS,
+) -> Listing:
+    """Each host's release, revision, deploy time and Python; ``drift`` against the majority.
 
-
-def releases(found: Found, opts: dict[str, Any], terminal: Terminal) -> int:
+    Exits 0 when every host was probed, else with the status its errors share (2 for an
+    unknown ``release_id`` everywhere, 255 when a host could not be reached).
+    """
+    found = _probe(open_inventory(inventory), targets, release_id, access)
     common = majority_release(found)
-    records: list[dict[str, Any]] = []
-    rows = [("HOST", "RELEASE", "REVISION", "DEPLOYED", "PYTHON", "PATH")]
-    for host, r in found.items():
-        if isinstance(r, OneoffError):
-            records.append({"host": host, "error": r.message, "hint": r.hint})
-            rows.append((host, "-", "error: " + r.message, "", "", ""))
-            continue
-        drift = r.release_id != common
-        records.append(
-            {
-                "host": host,
-                "release": r.release_id,
-                "revision": r.revision,
-                "deployed_at": r.deployed_at,
-                "path": r.path,
-                "python": r.python_version,
-                "drift": drift,
-            }
-        )
-        deployed = (
-            time.strftime("%Y-%m-%d %H:%M", time.localtime(r.deployed_at)) if r.deployed_at else "?"
-        )
-        rows.append(
-            (
-                host,
-                r.release_id + (" *" if drift else ""),
-                (r.revision or "-")[:12],
-                deployed,
-                r.python_version or "?",
-                r.path,
-            )
-        )
-    text = table(rows)
-    on_common = sum(1 for rec in records if rec.get("release") == common)
-    if any(rec.get("drift") for rec in records):
-        text += f"\n* not on {common} (run by {on_common} of {len(records)} hosts)"
-    _emit(terminal, opts, records, text)
-    return _status(found)
+    records = [_release_record(host, r, common) for host, r in found.items()]
+    return Listing(records, status=errors_exit(_errors(found)))
 
 
-def tasks(found: Found, inventory: Inventory, opts: dict[str, Any], terminal: Terminal) -> int:
+def _release_record(
+    host: str, release: ResolvedRelease | OneoffError, common: str | None
+) -> dict[str, Any]:
+    if isinstance(release, OneoffError):
+        return {"host": host, "error": release.message, "hint": release.hint}
+    return {
+        "host": host,
+        "release": release.release_id,
+        "revision": release.revision,
+        "deployed_at": release.deployed_at,
+        "path": release.path,
+        "python": release.python_version,
+        "drift": release.release_id != common,
+    }
+
+
+def tasks(
+    inventory: InventorySource,
+    targets: Sequence[str],
+    *,
+    release_id: str | None = None,
+    access: Access = DEFAULT_ACCESS,
+) -> Listing:
     """Every task of each host's release, sorted by name, with what each one overrides."""
     from oneoff.plan.tasks import definitions, release_tasks
     from oneoff.scripts import render
 
+    inv = open_inventory(inventory)
+    found = _probe(inv, targets, release_id, access)
     records: list[dict[str, Any]] = []
-    rows = [("HOST", "TASK", "COMMAND", "FROM", "DESCRIPTION")]
+    problems: list[str] = []
     for host, r in found.items():
         if isinstance(r, OneoffError):
-            terminal.message(str(r))
+            problems.append(str(r))
             continue
         sources = release_tasks(r)
-        for problem in sources.problems:
-            terminal.message(f"{host}: {problem} (other tasks still work)")
-        for name, (task, *shadowed) in definitions(inventory.tasks, sources).items():
-            command = render(task.command)
-            over = [t.source for t in shadowed]
+        problems += [f"{host}: {problem} (other tasks still work)" for problem in sources.problems]
+        for name, (task, *shadowed) in definitions(inv.tasks, sources).items():
             records.append(
                 {
                     "host": host,
                     "task": name,
-                    "command": command,
+                    "command": render(task.command),
                     "source": task.source,
-                    "overrides": over,
+                    "overrides": [t.source for t in shadowed],
                     "run": task.run,
                     "lock": task.lock,
                     "timeout": task.timeout,
@@ -155,92 +154,53 @@ def tasks(found: Found, inventory: Inventory, opts: dict[str, Any], terminal: Te
                     "description": task.description,
                 }
             )
-            source = task.source + (f" (over {', '.join(over)})" if over else "")
-            rows.append((host, name, command, source, task.description or ""))
-    _emit(terminal, opts, records, table(rows))
-    return _status(found)
-
-
-def hosts(inventory: Inventory, opts: dict[str, Any], terminal: Terminal) -> int:
-    names = inventory.select(opts["targets"]) if opts["targets"] else list(inventory.hosts)
-    rows = [("HOST", "ADDRESS", "GROUPS", "ROLES", "PRIMARY")]
-    records: list[dict[str, Any]] = []
-    for name in names:
-        s = inventory.settings(name)
-        if s.transport == "local":
-            address = "local"
-        else:
-            address = (
-                (f"{s.user}@" if s.user else "") + s.hostname + (f":{s.port}" if s.port else "")
-            )
-        groups = inventory.groups_of(name)
-        records.append(
-            {
-                "host": name,
-                "address": address,
-                "groups": groups,
-                "roles": list(s.roles),
-                "primary": s.primary,
-                "app_root": s.app_root,
-            }
-        )
-        primary = "yes" if s.primary else ""
-        rows.append((name, address, ",".join(groups) or "-", ",".join(s.roles) or "-", primary))
-    _emit(terminal, opts, records, table(rows))
-    return 0
+    return Listing(records, problems, errors_exit(_errors(found)))
 
 
 def audit(
-    inventory: Inventory, opts: dict[str, Any], overrides: Overrides, terminal: Terminal
-) -> int:
-    """Read each host's audit.jsonl: one row per run, oldest first."""
-    if not opts["targets"]:
-        raise UsageError("`oneoff audit` needs a target", hint="oneoff audit -H HOST|GROUP")
+    inventory: InventorySource,
+    targets: Sequence[str],
+    *,
+    since: float | None = None,
+    access: Access = DEFAULT_ACCESS,
+) -> Listing:
+    """Each host's audit trail, one record per run, oldest first; *since* in seconds."""
     from concurrent.futures import ThreadPoolExecutor
 
-    from oneoff.client import fleet
+    from oneoff.client import journal as trail
+
+    inv = open_inventory(inventory)
+    hosts = inv.select(targets)
+
+    with (
+        access.connections(inv) as pool,
+        ThreadPoolExecutor(max_workers=min(access.parallel, len(hosts))) as workers,
+    ):
+
+        def read(host: str) -> list[dict[str, Any]] | OneoffError:
+            return _read_trail(pool, access.settings(inv, host))
+
+        found = list(workers.map(read, hosts))
+    errors = [got for got in found if isinstance(got, OneoffError)]
+    rows = [
+        row
+        for got in found
+        if not isinstance(got, OneoffError)
+        for row in trail.since_filter(got, since)
+    ]
+    rows.sort(key=lambda r: str(r.get("start") or ""))
+    # any host that could not be read is "could not run", whatever its error's own status
+    status = ExitStatus.CANNOT_RUN if errors else ExitStatus.OK
+    return Listing(rows, [str(e) for e in errors], status)
+
+
+def _read_trail(pool: Connections, settings: HostSettings) -> list[dict[str, Any]] | OneoffError:
     from oneoff.client import journal as trail
     from oneoff.client.session import collect
 
-    targets = inventory.select(opts["targets"])
-    policy = fleet.Policy(accept_new_host_keys=bool(opts.get("accept_new_host_keys")))
-
-    def read(host: str) -> list[dict[str, Any]] | OneoffError:
-        s = inventory.settings(host, overrides)
-        transport = fleet.make_transport(s, policy)
-        try:
-            data = collect(transport, trail.audit_read_script(s.state_dir), s.connect_timeout + 20)
-            return trail.runs(trail.parse_records(data, host))
-        except OneoffError as exc:
-            return exc
-        finally:
-            transport.close()
-
-    with ThreadPoolExecutor(max_workers=min(opts["parallel"], len(targets))) as pool:
-        found = dict(zip(targets, pool.map(read, targets), strict=True))
-    status = 0
-    rows: list[dict[str, Any]] = []
-    for got in found.values():
-        if isinstance(got, OneoffError):
-            terminal.message(str(got))
-            status = 255
-            continue
-        rows.extend(trail.since_filter(got, opts.get("since")))
-    rows.sort(key=lambda r: str(r.get("start") or ""))
-    table_rows = [("STARTED", "HOST", "RUN", "OPERATOR", "RELEASE", "RESULT", "COMMAND")]
-    for r in rows:
-        operator = r.get("operator") or {}
-        who = "@".join(filter(None, [operator.get("user"), operator.get("machine")]))
-        table_rows.append(
-            (
-                str(r.get("start") or "?"),
-                str(r.get("host")),
-                str(r.get("run_id")),
-                who or "?",
-                str(r.get("release_id") or "-"),
-                trail.outcome(r),
-                str(r.get("command") or ""),
-            )
-        )
-    _emit(terminal, opts, rows, table(table_rows))
-    return status
+    try:
+        script = trail.audit_read_script(settings.state_dir)
+        data = collect(pool.get(settings.name), script, settings.connect_timeout + 20)
+        return trail.runs(trail.parse_records(data, settings.name))
+    except OneoffError as exc:
+        return exc

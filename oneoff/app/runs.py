@@ -9,151 +9,47 @@ status file records the PID and its kernel start time, and both must still match
 
 from __future__ import annotations
 
-import json
 import re
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from oneoff.errors import UsageError
-from oneoff.scripts import quote
+from oneoff.app.inventory import DEFAULT_ACCESS, Access, open_inventory
+from oneoff.app.listings import Listing
+from oneoff.errors import ExitStatus, OneoffError, UsageError
+from oneoff.names import is_run_id
+from oneoff.outcome import record_exit, record_outcome
+from oneoff.plan.runstatus import run_records
+from oneoff.scripts import kill_script, logs_script, ps_script
 
 if TYPE_CHECKING:
-    from oneoff.config.model import HostSettings, Inventory, Overrides
-    from oneoff.output.reporters import Terminal
+    from oneoff.app.inventory import InventorySource
+    from oneoff.client.connections import Connections
+    from oneoff.config.model import HostSettings
+    from oneoff.output.terminal import Terminal
     from oneoff.transport.base import RemoteProcess, Transport
 
-RUN_ID = re.compile(r"[0-9A-Za-z][0-9A-Za-z_-]*")
 _TIMESTAMP = re.compile(rb"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z [oe] ")
-
-# Prints "alive=0|1 <status json>" per run; alive means the PID runs with the same start time.
-_ALIVE = r"""
-alive() {
-  pid=$(sed -n 's/.*"pid": \([0-9]*\).*/\1/p' "$1")
-  st=$(sed -n 's/.*"starttime": "\([0-9]*\)".*/\1/p' "$1")
-  [ -n "$pid" ] && [ -r "/proc/$pid/stat" ] || return 1
-  stat=$(sed 's/.*) //' "/proc/$pid/stat")
-  case $stat in Z*|X*) return 1 ;; esac  # a zombie waiting to be reaped is not running
-  [ "$(printf '%s' "$stat" | cut -d' ' -f20)" = "$st" ]
-}
-running() { grep -q '"state": "running"' "$1" && alive "$1"; }
-"""
+_UNKNOWN_RUN = 3  # what logs_script and kill_script exit with for a run id they do not know
 
 
 def check_run_id(run_id: str) -> str:
-    if not RUN_ID.fullmatch(run_id):
+    if not is_run_id(run_id):
         raise UsageError(f"{run_id!r} is not a run id", hint="see `oneoff ps -H HOST`")
     return run_id
 
 
-def ps_script(runs_dir: str) -> str:
-    return (
-        _ALIVE
-        + f"d={quote(runs_dir)}\n"
-        + """[ -d "$d" ] || exit 0
-for f in "$d"/*.json; do
-  [ -f "$f" ] || continue
-  if alive "$f"; then a=1; else a=0; fi
-  printf 'alive=%s ' "$a"; cat "$f"
-done
-"""
-    )
-
-
 def parse_ps(data: bytes, host: str) -> list[dict[str, Any]]:
-    runs = []
-    for line in data.decode("utf-8", "replace").splitlines():
-        flag, _, text = line.partition(" ")
-        try:
-            record = json.loads(text)
-        except ValueError:
-            continue
+    """The runs ``ps_script`` reported on *host*, newest first."""
+    runs = run_records(data)
+    for record in runs:
         record["host"] = host
-        if record.get("state") == "running" and flag != "alive=1":
-            record["state"] = "lost"
-        runs.append(record)
     return sorted(runs, key=lambda r: str(r.get("start") or ""), reverse=True)
-
-
-def logs_script(runs_dir: str, run_id: str, follow: bool) -> str:
-    """Stream the log; with *follow*, until the run ends. The status JSON ends on stderr."""
-    head = _ALIVE + f"d={quote(runs_dir)}\nid={quote(check_run_id(run_id))}\n"
-    body = """js=$d/$id.json; log=$d/$id.log
-if [ ! -f "$js" ]; then
-  echo "unknown" >&2
-  ls -t "$d" 2>/dev/null | sed -n 's/\\.json$//p' | head -n 10 >&2
-  exit 3
-fi
-"""
-    if follow:
-        body += """off=0
-while :; do
-  if running "$js"; then more=1; else more=0; fi
-  size=$(wc -c < "$log" 2>/dev/null | tr -d ' '); size=${size:-0}
-  if [ "$size" -gt "$off" ]; then
-    tail -c +$((off + 1)) "$log" | head -c $((size - off)); off=$size
-  fi
-  [ "$more" = 1 ] || break
-  sleep 0.3
-done
-"""
-    else:
-        body += '[ -f "$log" ] && cat "$log"\n'
-    body += """if running "$js"; then printf "alive=1 " >&2; else printf "alive=0 " >&2; fi
-cat "$js" >&2
-"""
-    return head + body
-
-
-def kill_script(runs_dir: str, run_id: str, wait: float) -> str:
-    """SIGTERM to the run's supervisor (which stops its process group, SIGKILL after
-    kill_after), then wait for the status file to say it ended."""
-    head = _ALIVE + f"d={quote(runs_dir)}\nid={quote(check_run_id(run_id))}\n"
-    return (
-        head
-        + f"limit={int(wait * 5) + 1}\n"
-        + """js=$d/$id.json
-if [ ! -f "$js" ]; then
-  echo "unknown" >&2
-  ls -t "$d" 2>/dev/null | sed -n 's/\\.json$//p' | head -n 10 >&2
-  exit 3
-fi
-if running "$js"; then
-  kill -TERM "$pid" 2>/dev/null
-  i=0
-  while running "$js" && [ "$i" -lt "$limit" ]; do sleep 0.2; i=$((i + 1)); done
-  echo "signalled"
-fi
-if running "$js"; then printf "alive=1 "; else printf "alive=0 "; fi
-cat "$js"
-"""
-    )
 
 
 def strip_timestamps(data: bytes) -> bytes:
     """`<time> <o|e> line` -> `line`, for whole lines."""
     return b"".join(_TIMESTAMP.sub(b"", line) for line in data.splitlines(keepends=True))
-
-
-def run_exit_code(record: dict[str, Any]) -> int:
-    """The run's status as oneoff would have exited with it had it not been detached."""
-    if record.get("state") == "lost":
-        return 255
-    if record.get("timed_out"):
-        return 124
-    if record.get("signal_number"):
-        return 128 + int(record["signal_number"])
-    status = record.get("status")
-    return int(status) if status is not None else 255
-
-
-def describe(record: dict[str, Any]) -> str:
-    state = record.get("state")
-    if state != "ended":
-        return str(state)
-    if record.get("timed_out"):
-        return "timed out"
-    if record.get("signal"):
-        return f"killed by {record['signal']}"
-    return f"exit {record.get('status')}"
 
 
 def read_all(process: RemoteProcess, timeout: float) -> tuple[bytes, bytes]:
@@ -167,44 +63,15 @@ def read_all(process: RemoteProcess, timeout: float) -> tuple[bytes, bytes]:
     return b"".join(out), b"".join(err)
 
 
-def command(
-    name: str,
-    inventory: Inventory,
-    opts: dict[str, Any],
-    overrides: Overrides,
-    terminal: Terminal,
-    args: tuple[str, ...],
-) -> int:
-    """``ps -H TARGET`` | ``logs -H HOST ID [-f]`` | ``kill -H HOST ID``."""
-    if not opts["targets"]:
-        raise UsageError(f"`oneoff {name}` needs a target", hint=f"oneoff {name} -H HOST")
-    hosts = inventory.select(opts["targets"])
-    if name == "ps":
-        if args:
-            raise UsageError(f"unexpected argument {args[0]!r} after 'ps'")
-        return _ps(hosts, inventory, opts, overrides, terminal)
-    if len(args) != 1:
-        raise UsageError(f"`oneoff {name}` takes one run id", hint=f"oneoff {name} -H HOST RUN_ID")
-    if len(hosts) != 1:
-        raise UsageError(f"`oneoff {name}` works on one host; the target has {len(hosts)}")
-    run_id = check_run_id(args[0])
-    settings = inventory.settings(hosts[0], overrides)
+def _connected(settings: HostSettings, access: Access) -> Transport:
+    from oneoff.client.connections import make_transport
+
+    transport = make_transport(settings, accept_new_host_keys=access.accept_new_host_keys)
     try:
-        if name == "logs":
-            return _logs(settings, run_id, opts, terminal)
-        return _kill(settings, run_id, opts, terminal)
-    except TimeoutError:
-        from oneoff.errors import ConnectionLost
-
-        raise ConnectionLost("no answer from the host", host=settings.name) from None
-
-
-def _transport(settings: HostSettings, opts: dict[str, Any]) -> Transport:
-    from oneoff.client import fleet
-
-    policy = fleet.Policy(accept_new_host_keys=bool(opts.get("accept_new_host_keys")))
-    transport = fleet.make_transport(settings, policy)
-    transport.connect()
+        transport.connect()
+    except BaseException:
+        transport.close()
+        raise
     return transport
 
 
@@ -212,64 +79,61 @@ def _runs_dir(settings: HostSettings) -> str:
     return settings.state_dir.rstrip("/") + "/runs"
 
 
-def _ps(
-    hosts: list[str],
-    inventory: Inventory,
-    opts: dict[str, Any],
-    overrides: Overrides,
-    terminal: Terminal,
-) -> int:
+def _one_host(
+    inventory: InventorySource, target: Sequence[str], name: str, access: Access
+) -> HostSettings:
+    inv = open_inventory(inventory)
+    hosts = inv.select(target)
+    if len(hosts) != 1:
+        raise UsageError(f"`oneoff {name}` works on one host; the target has {len(hosts)}")
+    return access.settings(inv, hosts[0])
+
+
+def _no_answer(host: str) -> OneoffError:
+    from oneoff.errors import ConnectionLost
+
+    return ConnectionLost("no answer from the host", host=host)
+
+
+# -- ps -----------------------------------------------------------------------------------
+
+
+def ps(
+    inventory: InventorySource, targets: Sequence[str], *, access: Access = DEFAULT_ACCESS
+) -> Listing:
+    """Every detached run on the target's hosts, newest first per host."""
     from concurrent.futures import ThreadPoolExecutor
 
-    from oneoff.app.listings import table
+    inv = open_inventory(inventory)
+    hosts = inv.select(targets)
+
+    with (
+        access.connections(inv) as pool,
+        ThreadPoolExecutor(max_workers=min(access.parallel, len(hosts))) as workers,
+    ):
+
+        def one(host: str) -> list[dict[str, Any]] | OneoffError:
+            return _ps_one(pool, access.settings(inv, host))
+
+        found = list(workers.map(one, hosts))
+    errors = [str(got) for got in found if isinstance(got, OneoffError)]
+    records = [r for got in found if not isinstance(got, OneoffError) for r in got]
+    return Listing(records, errors, ExitStatus.CANNOT_RUN if errors else ExitStatus.OK)
+
+
+def _ps_one(pool: Connections, settings: HostSettings) -> list[dict[str, Any]] | OneoffError:
     from oneoff.client.session import collect
-    from oneoff.durations import format_duration
-    from oneoff.errors import OneoffError
 
-    def one(host: str) -> list[dict[str, Any]] | OneoffError:
-        s = inventory.settings(host, overrides)
-        from oneoff.client import fleet
-
-        transport = fleet.make_transport(s, fleet.Policy())
-        try:
-            return parse_ps(
-                collect(transport, ps_script(_runs_dir(s)), s.connect_timeout + 20), host
-            )
-        except OneoffError as exc:
-            return exc
-        finally:
-            transport.close()
-
-    with ThreadPoolExecutor(max_workers=min(32, len(hosts))) as pool:
-        found = list(pool.map(one, hosts))
-    status = 0
-    records: list[dict[str, Any]] = []
-    for got in found:
-        if isinstance(got, OneoffError):
-            terminal.message(str(got))
-            status = 255
-        else:
-            records.extend(got)
-    if opts["as_json"]:
-        body = "".join(json.dumps(r, sort_keys=True) + "\n" for r in records)
-        terminal.write("stdout", body.encode())
-        return status
-    rows = [("RUN", "HOST", "STATE", "STARTED", "DURATION", "RESULT", "COMMAND")]
-    for r in records:
-        duration = r.get("duration")
-        rows.append(
-            (
-                str(r.get("run_id")),
-                str(r.get("host")),
-                str(r.get("state")),
-                str(r.get("start") or "?"),
-                format_duration(float(duration)) if duration is not None else "-",
-                describe(r) if r.get("state") == "ended" else "-",
-                str(r.get("command") or ""),
-            )
+    try:
+        script = ps_script(_runs_dir(settings))
+        return parse_ps(
+            collect(pool.get(settings.name), script, settings.connect_timeout + 20), settings.name
         )
-    terminal.write("stdout", (table(rows) + "\n").encode())
-    return status
+    except OneoffError as exc:
+        return exc
+
+
+# -- logs -----------------------------------------------------------------------------------
 
 
 def _unknown(run_id: str, err: bytes, host: str) -> UsageError:
@@ -280,83 +144,135 @@ def _unknown(run_id: str, err: bytes, host: str) -> UsageError:
     )
 
 
-def _status_from(err: bytes) -> dict[str, Any]:
-    text = err.decode("utf-8", "replace").strip().splitlines()
-    flag, _, payload = (text[-1] if text else "").partition(" ")
+def _status_from(data: bytes) -> dict[str, Any]:
+    """The run's status from a logs/kill script's status frame (lost when there is none)."""
+    records = run_records(data)
+    return records[-1] if records else {"state": "lost"}
+
+
+def logs(
+    inventory: InventorySource,
+    target: Sequence[str],
+    run_id: str,
+    out: Terminal,
+    *,
+    follow: bool = False,
+    timestamps: bool = False,
+    access: Access = DEFAULT_ACCESS,
+) -> int:
+    """A detached run's output on *out*; with *follow*, until the run ends, and then
+    its status as oneoff would have exited with it (0 without *follow*)."""
+    check_run_id(run_id)
+    settings = _one_host(inventory, target, "logs", access)
     try:
-        record: dict[str, Any] = json.loads(payload)
-    except ValueError:
-        return {"state": "lost"}
-    if record.get("state") == "running" and flag != "alive=1":
-        record["state"] = "lost"
-    return record
+        err = _stream_log(
+            settings, run_id, out, follow=follow, timestamps=timestamps, access=access
+        )
+    except TimeoutError:
+        raise _no_answer(settings.name) from None
+    if not follow:
+        return ExitStatus.OK
+    record = _status_from(err)
+    if record.get("state") == "lost":
+        out.message(f"{settings.name}: run {run_id} was lost (its process is gone)")
+    return record_exit(record)
 
 
-def _logs(settings: HostSettings, run_id: str, opts: dict[str, Any], terminal: Terminal) -> int:
+def _stream_log(
+    settings: HostSettings,
+    run_id: str,
+    out: Terminal,
+    *,
+    follow: bool,
+    timestamps: bool,
+    access: Access,
+) -> bytes:
+    """Copy the log to *out* as it comes; return the script's stderr (the status frame)."""
     from oneoff.client.session import TICK
 
-    transport = _transport(settings, opts)
+    transport = _connected(settings, access)
     try:
-        process = transport.start(logs_script(_runs_dir(settings), run_id, opts["follow"]))
+        process = transport.start(logs_script(_runs_dir(settings), run_id, follow))
         pending = b""
-        while True:
-            try:
-                chunk = process.recv(1 << 16, TICK if opts["follow"] else 30.0)
-            except TimeoutError:
-                if opts["follow"]:
-                    continue
-                raise
-            if not chunk:
-                break
-            if opts["timestamps"]:
-                terminal.write("stdout", chunk)
+        while chunk := _next_chunk(process, follow, TICK):
+            if timestamps:
+                out.write("stdout", chunk)
                 continue
             whole, _, pending = (pending + chunk).rpartition(b"\n")
             if whole:
-                terminal.write("stdout", strip_timestamps(whole + b"\n"))
+                out.write("stdout", strip_timestamps(whole + b"\n"))
         if pending:
-            terminal.write("stdout", strip_timestamps(pending))
+            out.write("stdout", strip_timestamps(pending))
         err = b""
         while part := process.recv_stderr(1 << 16, 30.0):
             err += part
-        if process.exit_status() == 3:
+        if process.exit_status() == _UNKNOWN_RUN:
             raise _unknown(run_id, err, settings.name)
+        return err
     finally:
         transport.close()
-    record = _status_from(err)
-    if not opts["follow"]:
-        return 0
-    if record.get("state") == "lost":
-        terminal.message(f"{settings.name}: run {run_id} was lost (its process is gone)")
-    return run_exit_code(record)
 
 
-def _kill(settings: HostSettings, run_id: str, opts: dict[str, Any], terminal: Terminal) -> int:
-    transport = _transport(settings, opts)
+def _next_chunk(process: RemoteProcess, follow: bool, tick: float) -> bytes:
+    """The next piece of the log; b"" at its end. Following, silence is only waiting."""
+    while True:
+        try:
+            return process.recv(1 << 16, tick if follow else 30.0)
+        except TimeoutError:
+            if not follow:
+                raise
+
+
+# -- kill -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Killed:
+    """What ``kill`` did, in one line for people, and the status to exit with."""
+
+    message: str
+    status: int
+
+
+def kill(
+    inventory: InventorySource,
+    target: Sequence[str],
+    run_id: str,
+    *,
+    access: Access = DEFAULT_ACCESS,
+) -> Killed:
+    """SIGTERM to a detached run (SIGKILL after its kill_after), waiting for it to end."""
+    check_run_id(run_id)
+    settings = _one_host(inventory, target, "kill", access)
+    try:
+        out = _signal_run(settings, run_id, access)
+    except TimeoutError:
+        raise _no_answer(settings.name) from None
+    lines = out.decode("utf-8", "replace").strip().splitlines()
+    signalled = bool(lines) and lines[0] == "signalled"
+    record = _status_from(out)
+    state = record.get("state")
+    where = f"{settings.name}: run {run_id}"
+    if not signalled:
+        return Killed(f"{where} had already {_past(record)}; nothing to do", ExitStatus.OK)
+    if state == "ended":
+        return Killed(f"{where} stopped ({record_outcome(record)})", ExitStatus.OK)
+    return Killed(f"{where} is still {state} after SIGTERM and SIGKILL", ExitStatus.FAILED)
+
+
+def _signal_run(settings: HostSettings, run_id: str, access: Access) -> bytes:
+    transport = _connected(settings, access)
     try:
         process = transport.start(kill_script(_runs_dir(settings), run_id, settings.kill_after + 5))
         out, err = read_all(process, settings.kill_after + 30)
-        if process.exit_status() == 3:
+        if process.exit_status() == _UNKNOWN_RUN:
             raise _unknown(run_id, err, settings.name)
+        return out
     finally:
         transport.close()
-    lines = out.decode("utf-8", "replace").strip().splitlines()
-    signalled = bool(lines) and lines[0] == "signalled"
-    record = _status_from(b"\n".join(x.encode() for x in lines[-1:]))
-    state = record.get("state")
-    if not signalled:
-        terminal.message(
-            f"{settings.name}: run {run_id} had already {_past(record)}; nothing to do"
-        )
-        return 0
-    if state == "ended":
-        terminal.message(f"{settings.name}: run {run_id} stopped ({describe(record)})")
-        return 0
-    terminal.message(f"{settings.name}: run {run_id} is still {state} after SIGTERM and SIGKILL")
-    return 1
 
 
 def _past(record: dict[str, Any]) -> str:
     if record.get("state") == "lost":
         return "been lost (its process is gone)"
-    return f"ended ({describe(record)})"
+    return f"ended ({record_outcome(record)})"

@@ -12,28 +12,22 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import IO, TYPE_CHECKING, Literal
 
+from oneoff.client.connections import Connections
 from oneoff.client.journal import LocalJournal
 from oneoff.client.session import PROBE_TIMEOUT, Session, probe_only
-from oneoff.errors import (
-    AgentError,
-    CannotRun,
-    DriftRefused,
-    NotStarted,
-    OneoffError,
-    UsageError,
-)
+from oneoff.errors import AgentError, DriftRefused, NotStarted, OneoffError, UsageError
+from oneoff.outcome import HostResult
 from oneoff.plan.probe import ResolvedRelease
 from oneoff.plan.spec import Invocation, all_tasks, build_spec, probe_request
-from oneoff.values import HostResult, RunSpec, new_run_id, operator_identity
+from oneoff.values import RunSpec, new_run_id, operator_identity
 
 if TYPE_CHECKING:
+    from oneoff.client.events import Reporter
     from oneoff.config.model import HostSettings, Inventory
-    from oneoff.output.reporters import Reporter
-    from oneoff.plan.tasks import Task
-    from oneoff.transport.base import Transport
+    from oneoff.values import Task
 
 Scope = Literal["all", "one"] | None
 Probed = dict[str, ResolvedRelease | OneoffError]
@@ -84,17 +78,6 @@ class Policy:
         if self.fail_fast:
             return 0
         return None if self.max_fail is None else _of(self.max_fail, total)
-
-
-def make_transport(settings: HostSettings, policy: Policy) -> Transport:
-    """SSH for remote hosts, a subprocess for ``transport: local`` (paramiko imported only then)."""
-    if settings.transport == "local":
-        from oneoff.transport.local import LocalTransport
-
-        return LocalTransport(settings.name)
-    from oneoff.transport.ssh import SshTransport
-
-    return SshTransport(settings, accept_new_host_keys=policy.accept_new_host_keys)
 
 
 class Interrupts:
@@ -208,9 +191,13 @@ def choose_hosts(
     scope: Scope,
     policy: Policy,
     settings: Callable[[str], HostSettings],
+    connections: Connections | None = None,
 ) -> Selection:
     """Design §3: one host as is; ``once`` on the primary and ``each`` everywhere, after the
-    drift check; a raw command on several hosts only with --all or --one."""
+    drift check; a raw command on several hosts only with --all or --one.
+
+    The probe pass runs on *connections*, which the run then reuses: one connection per
+    host per invocation."""
     if len(targets) == 1:
         return Selection(targets)
     if scope is None and invocation.kind != "task":
@@ -224,21 +211,142 @@ def choose_hosts(
     allow_drift = policy.allow_drift or invocation.mode == "plan"
     if scope == "all" and policy.batch is None and len(targets) <= policy.parallel:
         return Selection(targets, gate=not allow_drift)
-    probed = probe_hosts(targets, settings, invocation, policy)
+    with _pool(connections, settings, policy) as pool:
+        probed = probe_hosts(targets, settings, invocation, policy, pool)
     if drift(probed) and not allow_drift:
         raise DriftError(probed)
     primary = inventory.primary(targets)
-    if scope == "one":
-        return Selection([primary])
-    if scope == "all":
-        return Selection(targets)
+    if scope is not None:
+        return Selection([primary] if scope == "one" else targets)
     reference = probed.get(primary)
     release = reference if isinstance(reference, ResolvedRelease) else None
-    name = invocation.words[0]
-    task = all_tasks(inventory.tasks, release).get(name)
-    if task is not None and task.run == "each":
-        return Selection(targets)
-    return Selection([primary])
+    task = all_tasks(inventory.tasks, release).get(invocation.words[0])
+    return Selection(targets if task is not None and task.run == "each" else [primary])
+
+
+class _pool:
+    """The caller's connections, or a private set closed when the block ends."""
+
+    def __init__(
+        self,
+        given: Connections | None,
+        settings: Callable[[str], HostSettings],
+        policy: Policy,
+        stopping: Callable[[], bool] = lambda: False,
+    ) -> None:
+        self.given = given
+        self.own = (
+            None
+            if given is not None
+            else Connections(
+                settings,
+                accept_new_host_keys=policy.accept_new_host_keys,
+                retries=policy.retries,
+                stopping=stopping,
+            )
+        )
+
+    def __enter__(self) -> Connections:
+        pool = self.given or self.own
+        assert pool is not None
+        return pool
+
+    def __exit__(self, *exc: object) -> None:
+        if self.own is not None:
+            self.own.close()
+
+
+@dataclass
+class _Tally:
+    """Failures so far, against what the policy tolerates before no new host starts."""
+
+    allowed: int | None
+    failures: int = 0
+    stop: threading.Event = field(default_factory=threading.Event)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def count(self, result: HostResult) -> None:
+        if result.ok:
+            return
+        # counted in the worker, so the next host waiting for this worker sees it
+        with self.lock:
+            self.failures += 1
+            if self.allowed is not None and self.failures > self.allowed:
+                self.stop.set()
+
+
+@dataclass
+class _Run:
+    """Everything one invocation's hosts share while they run."""
+
+    selection: Selection
+    settings: Callable[[str], HostSettings]
+    invocation: Invocation
+    tasks: Mapping[str, Task]
+    reporter: Reporter
+    interrupts: Interrupts
+    connections: Connections
+    tally: _Tally
+    gate: ReleaseGate | None
+    stdin: IO[bytes] | None
+    stdin_is_terminal: bool
+    operator: dict[str, str] = field(default_factory=operator_identity)
+    journal: LocalJournal = field(default_factory=LocalJournal)
+
+    def one(self, host: str) -> HostResult:
+        """Run on one host; a bug costs that host its result, never every host's."""
+        if self.tally.stop.is_set() or self.interrupts.stopping:
+            return self._skip(host)
+        session = self._session(host)
+        self.interrupts.add(session)
+        try:
+            result = session.run(
+                probe_request(self.settings(host), self.invocation),
+                self._planner(host),
+                on_release=self.gate.arrive if self.gate is not None else None,
+            )
+        except Exception as exc:
+            error = AgentError(f"internal error: {type(exc).__name__}: {exc}", host=host)
+            result = HostResult(host=host, error=error)
+            self.reporter.finished(result)
+        finally:
+            self.interrupts.discard(session)
+            if self.gate is not None:
+                self.gate.depart(host)
+        self.tally.count(result)
+        return result
+
+    def _skip(self, host: str) -> HostResult:
+        if self.gate is not None:
+            self.gate.depart(host)
+        why = "interrupted" if self.interrupts.stopping else "an earlier host failed"
+        skipped = HostResult(host=host, error=NotStarted(f"not started ({why})", host=host))
+        self.reporter.finished(skipped)
+        return skipped
+
+    def _session(self, host: str) -> Session:
+        s = self.settings(host)
+        alone = len(self.selection.hosts) == 1
+        return Session(
+            host,
+            lambda: self.connections.get(host),
+            self.reporter,
+            stdin=self.stdin if alone else None,
+            stdin_is_terminal=self.stdin_is_terminal and alone,
+            alive_interval=s.alive_interval,
+            alive_count_max=s.alive_count_max,
+            journal=self.journal,
+        )
+
+    def _planner(self, host: str) -> Callable[[ResolvedRelease], RunSpec]:
+        s, run_id = self.settings(host), new_run_id()
+
+        def plan(release: ResolvedRelease) -> RunSpec:
+            return build_spec(
+                self.invocation, s, release, self.tasks, run_id=run_id, operator=self.operator
+            )
+
+        return plan
 
 
 def run_hosts(
@@ -251,81 +359,47 @@ def run_hosts(
     interrupts: Interrupts,
     *,
     stdin: IO[bytes] | None = None,
-    on_spec: Callable[[RunSpec], bool] | None = None,
+    stdin_is_terminal: bool = False,
+    connections: Connections | None = None,
 ) -> list[HostResult]:
     """Run on the selected hosts; one result per host, in host order, every host reported."""
     hosts = selection.hosts
-    operator = operator_identity()
-    journal = LocalJournal()
-    gate = ReleaseGate(hosts, interrupts) if selection.gate else None
-    results: dict[str, HostResult] = {}
-    failures = [0]
-    failure_lock = threading.Lock()
-    allowed = policy.failures_allowed(len(hosts))
-    stop_starting = threading.Event()
-
-    def one(host: str) -> HostResult:
-        if stop_starting.is_set() or interrupts.stopping:
-            if gate is not None:
-                gate.depart(host)
-            why = "interrupted" if interrupts.stopping else "an earlier host failed"
-            skipped = HostResult(host=host, error=NotStarted(f"not started ({why})", host=host))
-            reporter.finished(skipped)
-            return skipped
-        s = settings(host)
-        session = Session(
-            make_transport(s, policy),
-            reporter,
-            stdin=stdin if len(hosts) == 1 else None,
-            alive_interval=s.alive_interval,
-            alive_count_max=s.alive_count_max,
-            retries=policy.retries,
-            journal=journal,
-            on_spec=on_spec,
+    with _pool(connections, settings, policy, lambda: interrupts.stopping) as pool:
+        run = _Run(
+            selection=selection,
+            settings=settings,
+            invocation=invocation,
+            tasks=tasks,
+            reporter=reporter,
+            interrupts=interrupts,
+            connections=pool,
+            tally=_Tally(policy.failures_allowed(len(hosts))),
+            gate=ReleaseGate(hosts, interrupts) if selection.gate else None,
+            stdin=stdin,
+            stdin_is_terminal=stdin_is_terminal,
         )
-        interrupts.add(session)
-        run_id = new_run_id()
+        results = _schedule(run, policy)
+    return [results[h] for h in hosts]
 
-        def plan(release: ResolvedRelease) -> RunSpec:
-            return build_spec(invocation, s, release, tasks, run_id=run_id, operator=operator)
 
-        try:
-            result = session.run(
-                probe_request(s, invocation),
-                plan,
-                on_release=gate.arrive if gate is not None else None,
-            )
-        except Exception as exc:  # a bug must cost one host, not every host's result
-            error = AgentError(f"internal error: {type(exc).__name__}: {exc}", host=host)
-            result = HostResult(host=host, error=error)
-        finally:
-            interrupts.discard(session)
-            if gate is not None:
-                gate.depart(host)
-        if not result.ok:
-            # counted here, in the worker, so the next host waiting for this worker sees it
-            with failure_lock:
-                failures[0] += 1
-                if allowed is not None and failures[0] > allowed:
-                    stop_starting.set()
-        return result
-
-    batches = policy.batches(hosts)
+def _schedule(run: _Run, policy: Policy) -> dict[str, HostResult]:
+    """Batches in order, up to ``parallel`` hosts at once; later batches wait for a pause."""
+    results: dict[str, HostResult] = {}
+    batches = policy.batches(run.selection.hosts)
     workers = min(policy.parallel, max(len(b) for b in batches))
     with ThreadPoolExecutor(max_workers=workers) as pool:
         for number, batch in enumerate(batches):
-            if number and (stop_starting.is_set() or interrupts.stopping):
-                for host in batch:
-                    results[host] = one(host)  # reported as not started, no connection
+            if number and (run.tally.stop.is_set() or run.interrupts.stopping):
+                results.update((host, run.one(host)) for host in batch)  # not started
                 continue
             if number and policy.pause:
-                _sleep(policy.pause, interrupts)
-            pending: dict[Future[HostResult], str] = {pool.submit(one, h): h for h in batch}
+                _sleep(policy.pause, run.interrupts)
+            pending: dict[Future[HostResult], str] = {pool.submit(run.one, h): h for h in batch}
             while pending:
                 done, _ = wait(pending, timeout=0.2, return_when=FIRST_COMPLETED)
                 for future in done:
                     results[pending.pop(future)] = future.result()
-    return [results[h] for h in hosts]
+    return results
 
 
 def _sleep(seconds: float, interrupts: Interrupts) -> None:
@@ -339,22 +413,23 @@ def probe_hosts(
     settings: Callable[[str], HostSettings],
     invocation: Invocation | None,
     policy: Policy,
+    connections: Connections | None = None,
 ) -> Probed:
     """Resolve every host's release in parallel, running nothing (releases, drift, tasks)."""
 
     def one(host: str) -> ResolvedRelease | OneoffError:
-        s = settings(host)
-        transport = make_transport(s, policy)
         try:
-            request = probe_request(s, invocation)
-            return probe_only(transport, request, PROBE_TIMEOUT, policy.retries)
+            transport = pool.get(host)
+            return probe_only(transport, probe_request(settings(host), invocation), PROBE_TIMEOUT)
         except OneoffError as exc:
+            pool.discard(host)
             return exc
-        finally:
-            transport.close()
 
-    with ThreadPoolExecutor(max_workers=min(policy.parallel, max(1, len(hosts)))) as pool:
-        return dict(zip(hosts, pool.map(one, hosts), strict=True))
+    with (
+        _pool(connections, settings, policy) as pool,
+        ThreadPoolExecutor(max_workers=min(policy.parallel, max(1, len(hosts)))) as workers,
+    ):
+        return dict(zip(hosts, workers.map(one, hosts), strict=True))
 
 
 def drift_refusal(results: Sequence[HostResult]) -> DriftError | None:
@@ -363,40 +438,3 @@ def drift_refusal(results: Sequence[HostResult]) -> DriftError | None:
         if isinstance(result.error, DriftError):
             return result.error
     return None
-
-
-def exit_code(results: Sequence[HostResult]) -> int:
-    """Design §3: one host passes its status through; several give 0, 1 or 255."""
-    if len(results) == 1:
-        return results[0].exit_code
-    if all(r.ok for r in results):
-        return 0
-    failed = [r for r in results if not r.ok]
-    if all(isinstance(r.error, UsageError) for r in failed):
-        return 2  # e.g. an unknown task or --release everywhere: nothing ran
-    if all(r.lock_busy for r in failed):
-        return 75
-    if all(isinstance(r.error, CannotRun) for r in failed):
-        return 255
-    if interrupted(results):
-        return 130
-    return 1
-
-
-def interrupted(results: Sequence[HostResult]) -> bool:
-    return any(r.interrupted for r in results)
-
-
-def summary_counts(results: Sequence[HostResult]) -> dict[str, int]:
-    """ok / failed / could not run / not started, for the summary line and JSON."""
-    counts = {"ok": 0, "failed": 0, "could_not_run": 0, "not_started": 0}
-    for r in results:
-        if r.ok:
-            counts["ok"] += 1
-        elif isinstance(r.error, NotStarted):
-            counts["not_started"] += 1
-        elif isinstance(r.error, CannotRun):
-            counts["could_not_run"] += 1
-        else:
-            counts["failed"] += 1
-    return counts

@@ -13,11 +13,12 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from oneoff.scripts import quote
+from oneoff import scripts
 
 if TYPE_CHECKING:
+    from oneoff.outcome import HostResult
     from oneoff.plan.probe import ResolvedRelease
-    from oneoff.values import HostResult, RunSpec
+    from oneoff.values import RunSpec
 
 TAIL_LINES = 5000
 
@@ -29,8 +30,7 @@ def local_state_dir() -> Path:
 
 def audit_read_script(state_dir: str, lines: int = TAIL_LINES) -> str:
     """POSIX sh that prints the last *lines* audit records (nothing if there are none)."""
-    path = quote(state_dir.rstrip("/") + "/audit.jsonl")
-    return f"[ -r {path} ] && tail -n {int(lines)} {path}; exit 0\n"
+    return scripts.audit_read_script(state_dir, lines)
 
 
 def parse_records(data: bytes, host: str) -> list[dict[str, Any]]:
@@ -67,18 +67,6 @@ def since_filter(rows: list[dict[str, Any]], seconds: float | None) -> list[dict
         return rows
     cutoff = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() - seconds))
     return [r for r in rows if str(r.get("start") or "") >= cutoff]
-
-
-def outcome(row: dict[str, Any]) -> str:
-    if row.get("state") != "ended":
-        return "unfinished"
-    if row.get("timed_out"):
-        return "timed out"
-    if row.get("client_lost"):
-        return "stopped (client lost)"
-    if row.get("signal"):
-        return f"killed by {row['signal']}"
-    return f"exit {row.get('status')}"
 
 
 class LocalJournal:

@@ -1,59 +1,47 @@
-"""The inventory: which hosts exist, how to reach them, where the app lives, named tasks.
+"""The inventory as plain values: which hosts exist, how to reach them, named tasks.
 
-Loading is strict and happens once, before anything connects::
+::
 
-    path = find_inventory(args.inventory, os.environ, Path.cwd(), Path.home())
-    inventory = load_inventory(path)              # InventoryError: file:line: key: expected ...
+    path = find_inventory(args.inventory, os.environ, Path.cwd(), Path.home())  # .find
+    inventory = load_inventory(path)              # .load; InventoryError: file:line: key: ...
     hosts = inventory.select(["prod", "web*"])    # UsageError when a target matches nothing
     settings = inventory.settings("web1", Overrides(user="root"))   # frozen HostSettings
 
-This module holds the resolved, plain values. Validation (pydantic models, YAML line
-numbers) lives in :mod:`oneoff.config.schema` and only runs when the file changed:
-the validated result is cached as JSON keyed by the file's content, so a run whose
-inventory is unchanged imports neither pydantic nor ruamel.yaml (measured: ~90 ms of
-start-up). Settings cascade ``defaults`` < groups (in file order) < host < command-line
-:class:`Overrides`.
+Records only, no pydantic: a run whose inventory is cached never imports the schema.
+Settings cascade ``defaults`` < groups (in file order) < host < command-line
+:class:`Overrides`; the file's part is merged once, when it is validated
+(:mod:`oneoff.config.build`), and the rest here, per host, when asked.
 """
 
 from __future__ import annotations
 
-import difflib
 import fnmatch
-import hashlib
-import json
-import os
 import posixpath
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from oneoff import __version__
-from oneoff.errors import InventoryError, UsageError
-from oneoff.plan.tasks import Task
+from oneoff.config.hints import listing, suggest
+from oneoff.defaults import (
+    DEFAULT_ALIVE_COUNT_MAX,
+    DEFAULT_ALIVE_INTERVAL,
+    DEFAULT_CONNECT_TIMEOUT,
+    DEFAULT_CURRENT,
+    DEFAULT_ENV_FILES,
+    DEFAULT_HOST_KEY_POLICY,
+    DEFAULT_KILL_AFTER,
+    DEFAULT_KNOWN_HOSTS,
+    DEFAULT_RUNS_KEEP,
+    DEFAULT_SSH_CONFIG,
+    DEFAULT_STATE_DIR,
+    DEFAULT_TRANSPORT,
+    HOST_KEY_POLICIES,
+)
+from oneoff.errors import UsageError
+from oneoff.values import Task
 
-__all__ = [
-    "INVENTORY_ENV",
-    "HostSettings",
-    "Inventory",
-    "Overrides",
-    "find_inventory",
-    "load_inventory",
-]
-
-INVENTORY_ENV = "ONEOFF_INVENTORY"
-HOST_KEY_POLICIES: tuple[str, ...] = ("strict", "accept-new")
-
-DEFAULT_CURRENT = "current"
-DEFAULT_ENV_FILES = (".env",)
-DEFAULT_CONNECT_TIMEOUT = 10.0
-DEFAULT_ALIVE_INTERVAL = 10.0
-DEFAULT_ALIVE_COUNT_MAX = 3
-DEFAULT_KILL_AFTER = 10.0
-DEFAULT_RUNS_KEEP = 30 * 86400.0
-STATE_DIR_UNDER_APP_ROOT = "shared/oneoff"
-
-# --------------------------------------------------------------------------- resolved values
+__all__ = ["HostSettings", "Inventory", "Overrides"]
 
 
 @dataclass(frozen=True)
@@ -103,97 +91,33 @@ class HostSettings:
     primary: bool
 
 
-# --------------------------------------------------------------------------- the inventory
-
-
+@dataclass(frozen=True, eq=False, repr=False)
 class Inventory:
-    """A loaded, validated inventory. Build it with :func:`load_inventory`.
+    """A validated inventory; made by :func:`oneoff.config.load.load_inventory`.
 
     ``hosts`` are in file order; ``groups`` maps each group to its hosts in the order the
     group lists them; ``tasks`` are the inventory's tasks (a release may add or override
-    some later).
+    some later). ``layers`` holds, per host, the keys the file sets for it, already merged
+    defaults < groups < host and validated; :meth:`settings` fills in the rest. Compared
+    and hashed by identity: its mappings are not hashable.
     """
 
-    __slots__ = ("_layers", "_primary", "_roles", "groups", "hosts", "path", "tasks")
-
-    def __init__(
-        self,
-        path: Path,
-        hosts: Sequence[str],
-        groups: Mapping[str, Sequence[str]],
-        tasks: Mapping[str, Task],
-        layers: Mapping[str, Mapping[str, Any]],
-        roles: Mapping[str, Sequence[str]],
-        primary: Iterable[str],
-    ) -> None:
-        self.path = path
-        self.hosts: tuple[str, ...] = tuple(hosts)
-        self.groups: dict[str, tuple[str, ...]] = {g: tuple(h) for g, h in groups.items()}
-        self.tasks: dict[str, Task] = dict(tasks)
-        self._layers = {h: dict(v) for h, v in layers.items()}
-        self._roles = {h: tuple(r) for h, r in roles.items()}
-        self._primary = frozenset(primary)
+    path: Path
+    hosts: tuple[str, ...]
+    groups: Mapping[str, tuple[str, ...]]
+    tasks: Mapping[str, Task]
+    layers: Mapping[str, Mapping[str, Any]]
+    roles: Mapping[str, tuple[str, ...]]
+    primaries: frozenset[str]
 
     def __repr__(self) -> str:
         return f"<Inventory {self.path} hosts={len(self.hosts)} groups={len(self.groups)}>"
 
-    def to_json(self) -> dict[str, Any]:
-        """Plain data for the validation cache (see :func:`load_inventory`)."""
-        return {
-            "path": str(self.path),
-            "hosts": list(self.hosts),
-            "groups": {g: list(h) for g, h in self.groups.items()},
-            "tasks": {name: asdict(task) for name, task in self.tasks.items()},
-            "layers": self._layers,
-            "roles": {h: list(r) for h, r in self._roles.items()},
-            "primary": sorted(self._primary),
-        }
-
-    @classmethod
-    def from_json(cls, record: Mapping[str, Any]) -> Inventory:
-        tasks = {
-            name: Task(**{**fields, "command": tuple(fields["command"])})
-            for name, fields in record["tasks"].items()
-        }
-        return cls(
-            path=Path(record["path"]),
-            hosts=record["hosts"],
-            groups=record["groups"],
-            tasks=tasks,
-            layers=record["layers"],
-            roles=record["roles"],
-            primary=record["primary"],
-        )
-
     def settings(self, host: str, overrides: Overrides = Overrides()) -> HostSettings:
         """Resolve *host*: defaults < its groups (file order) < the host < *overrides*."""
-        if host not in self._layers:
-            raise UsageError(f"unknown host {host!r}{_suggest(host, self.hosts)}")
-        given = self._layers[host]
+        given = self._given(host)
         base = self.path.absolute().parent
-
-        def local(key: str) -> Path | None:
-            value = given.get(key)
-            if value is None:
-                return None
-            path = Path(value).expanduser()
-            return path if path.is_absolute() else base / path
-
-        policy = overrides.host_key_policy or given.get("host_key_policy", "strict")
-        if policy not in HOST_KEY_POLICIES:
-            raise UsageError(
-                f"host key policy {policy!r}: expected one of: {', '.join(HOST_KEY_POLICIES)} "
-                "(accepting any host key is not offered)"
-            )
-        identity = local("identity_file")
-        if overrides.identity_file is not None:
-            identity = overrides.identity_file.expanduser()
-        ssh_config = local("ssh_config")
-        if ssh_config is None:
-            default = Path("~/.ssh/config").expanduser()
-            ssh_config = default if default.exists() else None
         app_root: str = given["app_root"]
-        state_dir = posixpath.join(app_root, given.get("state_dir", STATE_DIR_UNDER_APP_ROOT))
         hostname = given.get("hostname")
 
         def pick(key: str, override: Any, default: Any) -> Any:
@@ -201,7 +125,7 @@ class Inventory:
 
         return HostSettings(
             name=host,
-            transport=given.get("transport", "ssh"),
+            transport=given.get("transport", DEFAULT_TRANSPORT),
             hostname=hostname if hostname is not None else host,
             hostname_set=hostname is not None,
             port=pick("port", overrides.port, None),
@@ -210,20 +134,21 @@ class Inventory:
             current=given.get("current", DEFAULT_CURRENT),
             venv=given.get("venv"),
             env_files=tuple(given.get("env_file", DEFAULT_ENV_FILES)),
-            identity_file=identity,
-            known_hosts=local("known_hosts") or Path("~/.ssh/known_hosts").expanduser(),
-            host_key_policy=policy,
-            ssh_config=ssh_config,
+            identity_file=_identity_file(given, base, overrides),
+            known_hosts=_local_path(given, "known_hosts", base)
+            or Path(DEFAULT_KNOWN_HOSTS).expanduser(),
+            host_key_policy=_host_key_policy(given, overrides),
+            ssh_config=_ssh_config(given, base),
             connect_timeout=float(
                 pick("connect_timeout", overrides.connect_timeout, DEFAULT_CONNECT_TIMEOUT)
             ),
-            state_dir=state_dir,
+            state_dir=posixpath.join(app_root, given.get("state_dir", DEFAULT_STATE_DIR)),
             alive_interval=float(given.get("alive_interval", DEFAULT_ALIVE_INTERVAL)),
             alive_count_max=int(given.get("alive_count_max", DEFAULT_ALIVE_COUNT_MAX)),
             kill_after=float(pick("kill_after", overrides.kill_after, DEFAULT_KILL_AFTER)),
             runs_keep=float(given.get("runs_keep", DEFAULT_RUNS_KEEP)),
-            roles=self._roles[host],
-            primary=host in self._primary,
+            roles=self.roles[host],
+            primary=host in self.primaries,
         )
 
     def select(self, targets: Sequence[str]) -> list[str]:
@@ -243,8 +168,25 @@ class Inventory:
                 chosen.setdefault(host, None)
         return list(chosen)
 
+    def primary(self, hosts: Sequence[str]) -> str:
+        """The host a ``run: once`` task uses: the first marked ``primary``, else the first."""
+        if not hosts:
+            raise UsageError("no hosts to choose a primary from")
+        return next((h for h in hosts if h in self.primaries), hosts[0])
+
+    def groups_of(self, host: str) -> list[str]:
+        """The groups *host* belongs to, in file order."""
+        self._given(host)
+        return [g for g, members in self.groups.items() if host in members]
+
+    def _given(self, host: str) -> Mapping[str, Any]:
+        if host not in self.layers:
+            raise UsageError(f"unknown host {host!r}{suggest(host, self.hosts)}")
+        return self.layers[host]
+
     def _expand(self, item: str) -> Sequence[str]:
-        if item in self._layers:
+        """One target item; a host or group name wins over ``all``, roles and globs."""
+        if item in self.layers:
             return (item,)
         if item in self.groups:
             if not self.groups[item]:
@@ -253,135 +195,63 @@ class Inventory:
         if item == "all":
             return self.hosts
         if item.startswith("role:"):
-            role = item[len("role:") :]
-            found = [h for h in self.hosts if role in self._roles[h]]
-            if not found:
-                roles = sorted({r for rs in self._roles.values() for r in rs})
-                raise UsageError(
-                    f"no host has role {role!r}{_suggest(role, roles)} "
-                    f"(roles: {_listing(roles) or 'none defined'})"
-                )
-            return found
+            return self._with_role(item[len("role:") :])
         if any(c in item for c in "*?["):
-            found = [h for h in self.hosts if fnmatch.fnmatchcase(h, item)]
-            if not found:
-                raise UsageError(f"no host matches {item!r} (hosts: {_listing(self.hosts)})")
-            return found
+            return self._matching(item)
         known = [*self.hosts, *self.groups]
-        groups = f"; groups: {_listing(self.groups)}" if self.groups else ""
+        groups = f"; groups: {listing(self.groups)}" if self.groups else ""
         raise UsageError(
-            f"no host or group named {item!r}{_suggest(item, known)} "
-            f"(hosts: {_listing(self.hosts)}{groups})"
+            f"no host or group named {item!r}{suggest(item, known)} "
+            f"(hosts: {listing(self.hosts)}{groups})"
         )
 
-    def primary(self, hosts: Sequence[str]) -> str:
-        """The host a ``run: once`` task uses: the first marked ``primary``, else the first."""
-        if not hosts:
-            raise UsageError("no hosts to choose a primary from")
-        return next((h for h in hosts if h in self._primary), hosts[0])
+    def _with_role(self, role: str) -> Sequence[str]:
+        found = [h for h in self.hosts if role in self.roles[h]]
+        if not found:
+            roles = sorted({r for rs in self.roles.values() for r in rs})
+            raise UsageError(
+                f"no host has role {role!r}{suggest(role, roles)} "
+                f"(roles: {listing(roles) or 'none defined'})"
+            )
+        return found
 
-    def groups_of(self, host: str) -> list[str]:
-        """The groups *host* belongs to, in file order."""
-        if host not in self._layers:
-            raise UsageError(f"unknown host {host!r}{_suggest(host, self.hosts)}")
-        return [g for g, members in self.groups.items() if host in members]
-
-
-def _suggest(word: str, candidates: Iterable[str]) -> str:
-    close = difflib.get_close_matches(word, list(candidates), n=1, cutoff=0.6)
-    return f"; did you mean {close[0]}?" if close else ""
-
-
-def _listing(names: Iterable[str], limit: int = 20) -> str:
-    names = list(names)
-    shown = ", ".join(names[:limit])
-    return shown + (f", ... and {len(names) - limit} more" if len(names) > limit else "")
+    def _matching(self, pattern: str) -> Sequence[str]:
+        found = [h for h in self.hosts if fnmatch.fnmatchcase(h, pattern)]
+        if not found:
+            raise UsageError(f"no host matches {pattern!r} (hosts: {listing(self.hosts)})")
+        return found
 
 
-# --------------------------------------------------------------------------- discovery
-
-
-def find_inventory(explicit: str | None, environ: Mapping[str, str], cwd: Path, home: Path) -> Path:
-    """Where the inventory is: ``-i PATH``, ``$ONEOFF_INVENTORY``, ``./oneoff.yaml``,
-    ``./inventory.yaml``, ``~/.config/oneoff/inventory.yaml``, first found.
-
-    A path the user named (``-i`` or the variable) must exist: falling through to another
-    file would run against hosts they did not mean.
-    """
-
-    def resolve(text: str) -> Path:
-        path = home / text[2:] if text == "~" or text.startswith("~/") else Path(text)
-        return path if path.is_absolute() else cwd / path
-
-    for text, what in ((explicit, "-i"), (environ.get(INVENTORY_ENV) or None, INVENTORY_ENV)):
-        if text is None:
-            continue
-        path = resolve(text)
-        if not path.is_file():
-            problem = "is not a file" if path.exists() else "does not exist"
-            raise UsageError(f"inventory {path} (from {what}) {problem}")
-        return path
-    tried = [cwd / "oneoff.yaml", cwd / "inventory.yaml", home / ".config/oneoff/inventory.yaml"]
-    for path in tried:
-        if path.is_file():
-            return path
-    raise UsageError(
-        f"no inventory found: -i not given, ${INVENTORY_ENV} not set, and none of "
-        f"{', '.join(map(str, tried))} exists; pass -i PATH"
-    )
-
-
-# --------------------------------------------------------------------------- loading
-
-
-def load_inventory(path: Path) -> Inventory:
-    """Read and validate *path*; every problem found is one line of the InventoryError."""
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise InventoryError(f"{path}: cannot read the inventory: {exc}") from None
-    key = _cache_key(path, data)
-    cached = _read_cache(key)
-    if cached is not None:
-        return cached
-    from oneoff.config.schema import validate
-
-    inventory = validate(path, data)
-    _write_cache(key, inventory)
-    return inventory
-
-
-def _cache_dir() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "oneoff" / "inventories"
-
-
-def _cache_key(path: Path, data: bytes) -> str:
-    """Content, location (relative paths resolve against it), home (~) and our version."""
-    digest = hashlib.sha256()
-    for part in (__version__, str(path.absolute()), str(Path.home()), os.fsdecode(data)):
-        digest.update(part.encode("utf-8", "surrogateescape") + b"\0")
-    return digest.hexdigest()
-
-
-def _read_cache(key: str) -> Inventory | None:
-    try:
-        record = json.loads((_cache_dir() / f"{key}.json").read_text())
-        return Inventory.from_json(record)
-    except (OSError, ValueError, KeyError, TypeError):
+def _local_path(given: Mapping[str, Any], key: str, base: Path) -> Path | None:
+    """A path on this machine: ``~`` expanded, relative ones against the inventory's folder."""
+    value = given.get(key)
+    if value is None:
         return None
+    path = Path(value).expanduser()
+    return path if path.is_absolute() else base / path
 
 
-def _write_cache(key: str, inventory: Inventory) -> None:
-    """Best effort, atomic, private: a read-only home only costs the validation time."""
-    import tempfile
+def _identity_file(given: Mapping[str, Any], base: Path, overrides: Overrides) -> Path | None:
+    if overrides.identity_file is not None:
+        return overrides.identity_file.expanduser()
+    return _local_path(given, "identity_file", base)
 
-    directory = _cache_dir()
-    try:
-        directory.mkdir(parents=True, exist_ok=True, mode=0o700)
-        fd, tmp = tempfile.mkstemp(dir=directory, prefix=".inventory-")
-        with os.fdopen(fd, "w") as handle:
-            json.dump(inventory.to_json(), handle)
-        os.replace(tmp, directory / f"{key}.json")
-    except OSError:
-        pass
+
+def _ssh_config(given: Mapping[str, Any], base: Path) -> Path | None:
+    """The file's ssh_config, else ~/.ssh/config if it exists (not having one is normal)."""
+    chosen = _local_path(given, "ssh_config", base)
+    if chosen is not None:
+        return chosen
+    default = Path(DEFAULT_SSH_CONFIG).expanduser()
+    return default if default.exists() else None
+
+
+def _host_key_policy(given: Mapping[str, Any], overrides: Overrides) -> str:
+    """The file's policy was validated by the schema; an override is checked here."""
+    policy: str = overrides.host_key_policy or given.get("host_key_policy", DEFAULT_HOST_KEY_POLICY)
+    if policy not in HOST_KEY_POLICIES:
+        raise UsageError(
+            f"host key policy {policy!r}: expected one of: {', '.join(HOST_KEY_POLICIES)} "
+            "(accepting any host key is not offered)"
+        )
+    return policy

@@ -1,19 +1,17 @@
-"""Validation of the inventory file: strict pydantic models and YAML line numbers.
+"""The inventory file's shape: strict pydantic models, one per kind of mapping.
 
-Imported only when an inventory must be (re)validated; the result is a plain
-:class:`oneoff.config.model.Inventory`. Every problem is reported as
-``file:line: dotted.path: what was expected``, with the line taken from ruamel.yaml's
-round-trip loader.
+``extra="forbid"`` everywhere (an unknown key is an error, never ignored), a
+description on every field (a test holds ``inventory.example.yaml`` to them), and
+``key: null`` refused where it would mean nothing. What each key must hold is also
+written in words (``EXPECTED``), for :mod:`oneoff.config.messages`. Imported only
+when an inventory must be (re)validated.
 """
 
 from __future__ import annotations
 
-import difflib
-import re
 import shlex
-from collections.abc import Iterable, Mapping
-from pathlib import Path
-from typing import Annotated, Any, ClassVar, Literal
+from collections.abc import Mapping
+from typing import Annotated, ClassVar, Literal
 
 from pydantic import (
     AfterValidator,
@@ -22,66 +20,83 @@ from pydantic import (
     ConfigDict,
     Field,
     Strict,
-    ValidationError,
     ValidationInfo,
     field_validator,
     model_validator,
 )
 
-from oneoff.config.model import (
+from oneoff.config.hints import show
+from oneoff.defaults import (
+    DEFAULT_ALIVE_COUNT_MAX,
+    DEFAULT_ALIVE_INTERVAL,
+    DEFAULT_CONNECT_TIMEOUT,
+    DEFAULT_CURRENT,
+    DEFAULT_ENV_FILES,
+    DEFAULT_HOST_KEY_POLICY,
+    DEFAULT_KILL_AFTER,
+    DEFAULT_KNOWN_HOSTS,
+    DEFAULT_RUNS_KEEP,
+    DEFAULT_SSH_CONFIG,
+    DEFAULT_STATE_DIR,
+    DEFAULT_TRANSPORT,
     HOST_KEY_POLICIES,
-    Inventory,
-    _listing,
-    _suggest,
+    TRANSPORTS,
+    VENV_CANDIDATES,
+    HostKeyPolicy,
+    TransportKind,
 )
 from oneoff.durations import parse_duration
-from oneoff.errors import InventoryError
-from oneoff.plan.tasks import Task
+from oneoff.names import (
+    LOCK_NAME_RULE,
+    NAME_RULE,
+    TASK_NAME_RULE,
+    is_lock_name,
+    is_name,
+    is_task_name,
+)
 
-__all__ = ["MODELS", "SETTINGS_KEYS", "validate"]
+__all__ = [
+    "ENTRY_EXPECTED",
+    "EXPECTED",
+    "HOST_ONLY",
+    "MODELS",
+    "SETTINGS_KEYS",
+    "TOP_EXPECTED",
+    "Group",
+    "Host",
+    "InventoryFile",
+    "Settings",
+    "TaskSpec",
+    "model_at",
+]
 
-Transport = Literal["ssh", "local"]
-HostKeyPolicy = Literal["strict", "accept-new"]
 
-_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
-_TASK_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]*")
-_NAME_RULE = "letters, digits, '_', '.', '-', starting with a letter or digit"
+def _spoken(seconds: float) -> str:
+    """A default duration as a user would write it (``10s``, ``30d``), for descriptions."""
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size and seconds % size == 0:
+            return f"{seconds / size:g}{unit}"
+    return f"{seconds:g}s"
+
 
 # --------------------------------------------------------------------------- field types
 
 
-def _show(value: object) -> str:
-    """A value as the user wrote it in YAML, short enough for a one-line error."""
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, dict):
-        return "a mapping"
-    if isinstance(value, list):
-        return "a list"
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
-
-
 def _check_name(value: str) -> str:
-    if not _NAME.fullmatch(value):
-        raise ValueError(f"expected a name of {_NAME_RULE}, got {_show(value)}")
+    if not is_name(value):
+        raise ValueError(f"expected a name of {NAME_RULE}, got {show(value)}")
     return value
 
 
 def _check_task_name(value: str) -> str:
-    if not _TASK_NAME.fullmatch(value):
-        raise ValueError(
-            f"expected a task name of letters, digits, '_', '.', ':', '-', "
-            f"starting with a letter or digit, got {_show(value)}"
-        )
+    if not is_task_name(value):
+        raise ValueError(f"expected a task name of {TASK_NAME_RULE}, got {show(value)}")
     return value
 
 
 def _check_lock(value: str) -> str:
-    if not _NAME.fullmatch(value):
-        raise ValueError(f"expected a lock name of {_NAME_RULE} (no slashes), got {_show(value)}")
+    if not is_lock_name(value):
+        raise ValueError(f"expected a lock name of {LOCK_NAME_RULE}, got {show(value)}")
     return value
 
 
@@ -94,14 +109,14 @@ def _check_nonempty(value: str) -> str:
 def _check_absolute(value: str) -> str:
     if not value.startswith("/"):
         raise ValueError(
-            f"expected an absolute path on the host (starting with /), got {_show(value)}"
+            f"expected an absolute path on the host (starting with /), got {show(value)}"
         )
     return value.rstrip("/") or "/"
 
 
 def _duration(value: object) -> float:
     if not isinstance(value, str | int | float) or isinstance(value, bool):
-        raise ValueError(f"expected a duration (e.g. 30, 30s, 5m, 1h30m, 2d), got {_show(value)}")
+        raise ValueError(f"expected a duration (e.g. 30, 30s, 5m, 1h30m, 2d), got {show(value)}")
     return parse_duration(value)
 
 
@@ -114,7 +129,7 @@ def _positive(value: float) -> float:
 def _host_key_policy(value: object) -> object:
     if value not in HOST_KEY_POLICIES:
         raise ValueError(
-            f"expected one of: {', '.join(HOST_KEY_POLICIES)}, got {_show(value)} "
+            f"expected one of: {', '.join(HOST_KEY_POLICIES)}, got {show(value)} "
             "(accepting any host key is not offered; accept-new trusts a host's key "
             "on first connection only)"
         )
@@ -126,10 +141,10 @@ def _split_command(value: object) -> object:
         try:
             return shlex.split(value)
         except ValueError as exc:
-            raise ValueError(f"cannot split command {_show(value)}: {exc}") from None
+            raise ValueError(f"cannot split command {show(value)}: {exc}") from None
     if isinstance(value, list):
         return value
-    raise ValueError(f"expected a command string or a list of strings, got {_show(value)}")
+    raise ValueError(f"expected a command string or a list of strings, got {show(value)}")
 
 
 def _check_command(value: list[str]) -> list[str]:
@@ -143,7 +158,7 @@ def _env_files(value: object) -> object:
         return [value]
     if isinstance(value, list):
         return value
-    raise ValueError(f"expected a path or a list of paths, got {_show(value)}")
+    raise ValueError(f"expected a path or a list of paths, got {show(value)}")
 
 
 Name = Annotated[str, AfterValidator(_check_name)]
@@ -161,13 +176,13 @@ LockName = Annotated[str, AfterValidator(_check_lock)]
 PolicyField = Annotated[HostKeyPolicy, BeforeValidator(_host_key_policy)]
 
 # What a key's value must look like, for rewriting pydantic's type errors.
-_EXPECTED: dict[str, str] = {
+EXPECTED: dict[str, str] = {
     "user": "a user name",
     "port": "an integer between 1 and 65535",
-    "transport": "one of: ssh, local",
+    "transport": f"one of: {', '.join(TRANSPORTS)}",
     "app_root": "an absolute path",
     "current": "a path",
-    "venv": "a path, or null to look for .venv then venv",
+    "venv": f"a path, or null to look for {' then '.join(VENV_CANDIDATES)}",
     "identity_file": "a path",
     "known_hosts": "a path",
     "ssh_config": "a path",
@@ -182,29 +197,16 @@ _EXPECTED: dict[str, str] = {
     "tty": "true, false or null",
     "description": "a string",
 }
-_TOP_EXPECTED: dict[str, str] = {
+TOP_EXPECTED: dict[str, str] = {
     "defaults": "a mapping of settings",
     "hosts": "a mapping of host name to its settings",
     "groups": "a mapping of group name to its hosts and settings",
     "tasks": "a mapping of task name to its command and options",
 }
-_ENTRY_EXPECTED: dict[str, str] = {
+ENTRY_EXPECTED: dict[str, str] = {
     "hosts": "a mapping of the host's settings (or nothing)",
     "groups": "a mapping with hosts: and settings",
     "tasks": "a mapping with command: and options",
-}
-_EXPECTED_BY_TYPE: dict[str, str] = {
-    "string_type": "a string",
-    "int_type": "an integer",
-    "int_parsing": "an integer",
-    "int_from_float": "an integer",
-    "bool_type": "true or false",
-    "bool_parsing": "true or false",
-    "list_type": "a list",
-    "dict_type": "a mapping",
-    "model_type": "a mapping of settings",
-    "model_attributes_type": "a mapping of settings",
-    "float_type": "a number",
 }
 
 
@@ -216,7 +218,7 @@ class _Strict(BaseModel):
 
     # Keys where null means something (venv: auto-detect; task options: unset).
     nullable: ClassVar[frozenset[str]] = frozenset()
-    expected: ClassVar[Mapping[str, str]] = _EXPECTED
+    expected: ClassVar[Mapping[str, str]] = EXPECTED
 
     @field_validator("*", mode="before")
     @classmethod
@@ -248,9 +250,10 @@ class Settings(_Strict):
         default=None,
         description="SSH port, 1..65535. Default: ssh_config's Port for the host, else 22.",
     )
-    transport: Transport | None = Field(
+    transport: TransportKind | None = Field(
         default=None,
-        description="How to reach the host: ssh, or local (this machine, no SSH). Default ssh.",
+        description="How to reach the host: ssh, or local (this machine, no SSH). "
+        f"Default {DEFAULT_TRANSPORT}.",
     )
     app_root: AbsPath | None = Field(
         default=None,
@@ -260,17 +263,17 @@ class Settings(_Strict):
     current: NonEmpty | None = Field(
         default=None,
         description="The symlink to the live release, relative to app_root or absolute. "
-        "Default: current.",
+        f"Default: {DEFAULT_CURRENT}.",
     )
     venv: NonEmpty | None = Field(
         default=None,
         description="The release's virtualenv, relative to the release or absolute. "
-        "Default (or null): .venv, else venv, whichever exists.",
+        f"Default (or null): {', else '.join(VENV_CANDIDATES)}, whichever exists.",
     )
     env_file: EnvFiles | None = Field(
         default=None,
         description="Dotenv file(s), relative to the release or absolute; a list is read in "
-        "order, later values win. Default: .env.",
+        f"order, later values win. Default: {', '.join(DEFAULT_ENV_FILES)}.",
     )
     identity_file: NonEmpty | None = Field(
         default=None,
@@ -279,44 +282,49 @@ class Settings(_Strict):
     )
     known_hosts: NonEmpty | None = Field(
         default=None,
-        description="known_hosts file on this machine (~ expanded). Default: ~/.ssh/known_hosts.",
+        description="known_hosts file on this machine (~ expanded). "
+        f"Default: {DEFAULT_KNOWN_HOSTS}.",
     )
     host_key_policy: PolicyField | None = Field(
         default=None,
         description="strict: refuse hosts whose key is not in known_hosts; accept-new: trust "
-        "and record a new host's key, refuse a changed one. Default: strict.",
+        f"and record a new host's key, refuse a changed one. Default: {DEFAULT_HOST_KEY_POLICY}.",
     )
     ssh_config: NonEmpty | None = Field(
         default=None,
         description="OpenSSH client config on this machine (~ expanded); HostName, Port, User, "
-        "IdentityFile and ProxyJump are honoured. Default: ~/.ssh/config when it exists.",
+        f"IdentityFile and ProxyJump are honoured. Default: {DEFAULT_SSH_CONFIG} when it exists.",
     )
     connect_timeout: PositiveDuration | None = Field(
         default=None,
-        description="How long to wait for the SSH connection (a duration). Default: 10s.",
+        description="How long to wait for the SSH connection (a duration). "
+        f"Default: {_spoken(DEFAULT_CONNECT_TIMEOUT)}.",
     )
     state_dir: NonEmpty | None = Field(
         default=None,
         description="oneoff's folder on the host (locks, audit log, detached runs), absolute "
-        "or relative to app_root. Default: <app_root>/shared/oneoff.",
+        f"or relative to app_root. Default: <app_root>/{DEFAULT_STATE_DIR}.",
     )
     alive_interval: Duration | None = Field(
         default=None,
         description="Heartbeat period: oneoff and its agent each send one every half of this "
-        "over the SSH channel; 0 turns heartbeats off. Default: 10s.",
+        "over the SSH channel; 0 turns heartbeats off. "
+        f"Default: {_spoken(DEFAULT_ALIVE_INTERVAL)}.",
     )
     alive_count_max: AtLeastOne | None = Field(
         default=None,
         description="Intervals of silence before either end counts the connection as lost "
-        "(the agent then stops the command). Default: 3.",
+        f"(the agent then stops the command). Default: {DEFAULT_ALIVE_COUNT_MAX}.",
     )
     kill_after: Duration | None = Field(
         default=None,
         description="After stopping a command (timeout, Ctrl-C, lost client), wait this long "
-        "before SIGKILL. Default: 10s.",
+        f"before SIGKILL. Default: {_spoken(DEFAULT_KILL_AFTER)}.",
     )
     runs_keep: Duration | None = Field(
-        default=None, description="How long detached runs' logs stay under state_dir. Default: 30d."
+        default=None,
+        description="How long detached runs' logs stay under state_dir. "
+        f"Default: {_spoken(DEFAULT_RUNS_KEEP)}.",
     )
 
     @model_validator(mode="before")
@@ -388,7 +396,7 @@ class InventoryFile(_Strict):
     """The whole file."""
 
     nullable: ClassVar[frozenset[str]] = frozenset({"defaults", "groups", "tasks"})
-    expected: ClassVar[Mapping[str, str]] = _TOP_EXPECTED
+    expected: ClassVar[Mapping[str, str]] = TOP_EXPECTED
 
     defaults: Settings = Field(
         default_factory=Settings, description="Settings for every host. Default: none."
@@ -415,10 +423,11 @@ class InventoryFile(_Strict):
 
 
 MODELS: tuple[type[BaseModel], ...] = (InventoryFile, Settings, Host, Group, TaskSpec)
-_HOST_ONLY = ("hostname", "roles", "primary")
+HOST_ONLY: tuple[str, ...] = tuple(k for k in Host.model_fields if k not in SETTINGS_KEYS)
+"""Keys only a host may set (``hostname``, ``roles``, ``primary``), for a precise error."""
 
 
-def _model_at(loc: tuple[object, ...]) -> type[BaseModel] | None:
+def model_at(loc: tuple[object, ...]) -> type[BaseModel] | None:
     """The model whose keys live at *loc* (a pydantic loc without its last part)."""
     if not loc:
         return InventoryFile
@@ -428,256 +437,3 @@ def _model_at(loc: tuple[object, ...]) -> type[BaseModel] | None:
         models: dict[str, type[BaseModel]] = {"hosts": Host, "groups": Group, "tasks": TaskSpec}
         return models.get(str(loc[0]))
     return None
-
-
-# --------------------------------------------------------------------------- loading
-
-
-def validate(path: Path, data: bytes) -> Inventory:
-    """Validate the inventory *data* read from *path*; one line per problem in the error."""
-    from ruamel.yaml import YAML
-    from ruamel.yaml.error import MarkedYAMLError, YAMLError
-
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise InventoryError(f"{path}: cannot read the inventory: {exc}") from None
-    try:
-        node = YAML(typ="rt").load(text)
-    except MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        line = f":{mark.line + 1}" if mark is not None else ""
-        problem = exc.problem or exc.context or "invalid YAML"
-        raise InventoryError(f"{path}{line}: YAML syntax error: {problem}") from None
-    except YAMLError as exc:
-        raise InventoryError(f"{path}: YAML syntax error: {exc}") from None
-    if node is None:
-        raise InventoryError(f"{path}: the inventory is empty; it needs at least a hosts: mapping")
-    if not isinstance(node, dict):
-        raise InventoryError(
-            f"{path}:1: expected a mapping at the top level (defaults:, hosts:, groups:, "
-            f"tasks:), got {_show(_plain(node))}"
-        )
-    lines = _Lines(path, node)
-    try:
-        model = InventoryFile.model_validate(_plain(node))
-    except ValidationError as exc:
-        problems = [(tuple(err["loc"]), _message(err)) for err in exc.errors()]
-        raise InventoryError(lines.report(problems)) from None
-    return _build(path, model, lines)
-
-
-def _plain(node: Any) -> Any:
-    """ruamel's round-trip containers and scalar subclasses as plain Python values."""
-    if isinstance(node, dict):
-        return {_plain(k): _plain(v) for k, v in node.items()}
-    if isinstance(node, list):
-        return [_plain(v) for v in node]
-    if isinstance(node, bool) or node is None:
-        return node
-    for kind in (str, int, float):
-        if isinstance(node, kind):
-            return kind(node)
-    return node
-
-
-class _Lines:
-    """Maps a pydantic ``loc`` to ``file:line: dotted.path`` using ruamel's line info."""
-
-    def __init__(self, path: Path, root: Any) -> None:
-        self.path = path
-        self.root = root
-
-    def line(self, loc: tuple[object, ...]) -> int:
-        """1-based line of the deepest part of *loc* present in the file."""
-        node = self.root
-        line = getattr(getattr(node, "lc", None), "line", 0) or 0
-        for part in loc:
-            try:
-                if isinstance(node, dict) and part in node:
-                    child = node[part]
-                    scalar = child is not None and not isinstance(child, dict | list)
-                    line = (_lc(node).value(part) if scalar else _lc(node).key(part))[0]
-                    node = child
-                elif isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
-                    line = _lc(node).item(part)[0]
-                    node = node[part]
-                else:
-                    break
-            except (AttributeError, KeyError, TypeError):
-                break  # e.g. keys brought in by a YAML merge (<<) carry no line of their own
-        return int(line) + 1
-
-    def dotted(self, loc: tuple[object, ...]) -> str:
-        """``groups.prod.hosts[2]``: list positions in brackets, mapping keys after dots."""
-        node, out = self.root, ""
-        for part in loc:
-            if part == "[key]":
-                continue
-            in_list = isinstance(node, list) and isinstance(part, int)
-            out += f"[{part}]" if in_list else f"{'.' if out else ''}{part}"
-            try:
-                node = node[part]
-            except (IndexError, KeyError, TypeError):
-                node = None
-        return out
-
-    def report(self, problems: Iterable[tuple[tuple[object, ...], str]]) -> str:
-        located = sorted(
-            ((self.line(loc), self.dotted(loc), message) for loc, message in problems),
-            key=lambda p: p[0],
-        )
-        out: list[str] = []
-        for line, dotted, message in located:
-            entry = f"{self.path}:{line}: {dotted + ': ' if dotted else ''}{message}"
-            if entry not in out:
-                out.append(entry)
-        return "\n".join(out)
-
-
-def _lc(node: Any) -> Any:
-    """ruamel's line/column record of a round-trip mapping or sequence."""
-    return node.lc
-
-
-def _message(err: Mapping[str, Any]) -> str:
-    """pydantic's error, rewritten the way a person editing YAML needs it."""
-    kind: str = err["type"]
-    loc: tuple[object, ...] = tuple(err["loc"])
-    last = loc[-1] if loc else None
-    if kind == "value_error":
-        return str(err["msg"]).removeprefix("Value error, ")
-    if kind == "extra_forbidden":
-        return _unknown_key(loc)
-    if kind == "missing":
-        return "required key is missing"
-    if kind == "literal_error":
-        allowed = re.findall(r"'([^']*)'", str(err.get("ctx", {}).get("expected", "")))
-        return f"expected one of: {', '.join(allowed)}, got {_show(err['input'])}"
-    if len(loc) == 1 and last in _TOP_EXPECTED:
-        expected = _TOP_EXPECTED[str(last)]
-    elif len(loc) == 2 and kind in ("model_type", "model_attributes_type"):
-        expected = _ENTRY_EXPECTED.get(str(loc[0]), "a mapping")
-    elif isinstance(last, str) and last in _EXPECTED and last != "[key]":
-        expected = _EXPECTED[last]
-    elif kind in _EXPECTED_BY_TYPE:
-        expected = _EXPECTED_BY_TYPE[kind]
-    else:
-        text = str(err["msg"])
-        return text[:1].lower() + text[1:] + f", got {_show(err['input'])}"
-    quote = " (write it in quotes)" if kind == "string_type" and _is_number(err["input"]) else ""
-    return f"expected {expected}, got {_show(err['input'])}{quote}"
-
-
-def _is_number(value: object) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
-
-
-def _unknown_key(loc: tuple[object, ...]) -> str:
-    key = str(loc[-1])
-    model = _model_at(loc[:-1])
-    if model is None:
-        return "unknown key"
-    if key in _HOST_ONLY and model is not Host:
-        return f"unknown key here: {key} can only be set on a host"
-    if model is InventoryFile and key in SETTINGS_KEYS:
-        return f"unknown key at the top level: {key} belongs under defaults:, a group or a host"
-    known = sorted(model.model_fields)
-    close = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
-    hint = f", did you mean {close[0]}?" if close else ""
-    return f"unknown key{hint} (known keys: {', '.join(known)})"
-
-
-def _build(path: Path, model: InventoryFile, lines: _Lines) -> Inventory:
-    """Cross-check names and merge each host's layers; refuse conflicts and gaps."""
-    problems: list[tuple[tuple[object, ...], str]] = []
-    host_names = list(model.hosts)
-
-    for gname, group in model.groups.items():
-        if gname in model.hosts:
-            problems.append(
-                (("groups", gname), f"a host is also named {gname}; a target must mean one thing")
-            )
-        seen: set[str] = set()
-        for i, member in enumerate(group.hosts):
-            if member not in model.hosts:
-                problems.append(
-                    (
-                        ("groups", gname, "hosts", i),
-                        f"unknown host {member!r}{_suggest(member, host_names)} "
-                        f"(known hosts: {_listing(host_names)})",
-                    )
-                )
-            elif member in seen:
-                problems.append((("groups", gname, "hosts", i), f"{member} is listed twice"))
-            seen.add(member)
-
-    layers: dict[str, dict[str, Any]] = {}
-    # (key, first group, second group) -> hosts, so one line reports a whole group pair.
-    conflicts: dict[tuple[str, str, str], list[str]] = {}
-    for name, host in model.hosts.items():
-        merged = {k: getattr(model.defaults, k) for k in model.defaults.model_fields_set}
-        from_group: dict[str, tuple[str, Any]] = {}
-        for gname, group in model.groups.items():
-            if name not in group.hosts:
-                continue
-            for key in sorted(group.model_fields_set - {"hosts"}):
-                value = getattr(group, key)
-                earlier = from_group.get(key)
-                if earlier is not None and earlier[1] != value:
-                    if key not in host.model_fields_set:
-                        conflicts.setdefault((key, earlier[0], gname), []).append(name)
-                    continue
-                from_group[key] = (gname, value)
-        merged.update({k: v for k, (_, v) in from_group.items()})
-        merged.update({k: getattr(host, k) for k in host.model_fields_set if k in SETTINGS_KEYS})
-        if "hostname" in host.model_fields_set:
-            merged["hostname"] = host.hostname
-        if "app_root" not in merged:
-            problems.append(
-                (
-                    ("hosts", name),
-                    "no app_root for this host: set app_root under defaults:, on the host, "
-                    "or in one of its groups",
-                )
-            )
-        layers[name] = merged
-
-    for (key, first, second), hosts in conflicts.items():
-        first_value = getattr(model.groups[first], key)
-        second_value = getattr(model.groups[second], key)
-        problems.append(
-            (
-                ("groups", second, key),
-                f"host{'s' if len(hosts) > 1 else ''} {', '.join(hosts)} "
-                f"{'are' if len(hosts) > 1 else 'is'} in groups {first} and {second}, which set "
-                f"{key} differently ({_show(first_value)} and {_show(second_value)}); "
-                f"set {key} on the host instead",
-            )
-        )
-
-    if problems:
-        raise InventoryError(lines.report(problems))
-
-    tasks = {
-        name: Task(
-            name=name,
-            command=tuple(spec.command),
-            source=f"{path.name}:{lines.line(('tasks', name))}",
-            run=spec.run,
-            lock=spec.lock,
-            timeout=spec.timeout,
-            tty=spec.tty,
-            description=spec.description,
-        )
-        for name, spec in model.tasks.items()
-    }
-    return Inventory(
-        path=path,
-        hosts=host_names,
-        groups={g: group.hosts for g, group in model.groups.items()},
-        tasks=tasks,
-        layers=layers,
-        roles={h: host.roles for h, host in model.hosts.items()},
-        primary=[h for h, host in model.hosts.items() if host.primary],
-    )

@@ -1,38 +1,46 @@
-"""Everything oneoff writes to the terminal goes through a Reporter.
+"""Everything oneoff writes to the terminal about a run goes through a Reporter.
 
 Three reporters: raw passthrough for one host (byte for byte, unprefixed),
 ``[host]``-prefixed whole lines for several, and JSON Lines events for scripts.
 The session calls them from its own thread per host, so they lock around writes.
+
+A reporter is the terminal's side of a run: when a run starts with a PTY and our
+stdin is a terminal, it puts the terminal in raw mode, and ``close()`` (called by the
+app when the run is over, before the summary) gives it back.
 """
 
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
-import os
-import sys
 import threading
 import time
 from collections.abc import Sequence
-from typing import IO, TYPE_CHECKING, Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any
 
-from oneoff.durations import format_duration
+from oneoff.client.events import Stream
 from oneoff.errors import DriftRefused, NotStarted
+from oneoff.outcome import summary_counts
+from oneoff.output import views
 
 if TYPE_CHECKING:
+    from oneoff.outcome import HostResult
+    from oneoff.output.terminal import Terminal
     from oneoff.plan.probe import ResolvedRelease
-    from oneoff.values import HostResult, RunSpec
+    from oneoff.values import RunSpec
 
-Stream = Literal["stdout", "stderr"]
+__all__ = [
+    "PROGRESS_MIN_HOSTS",
+    "JsonReporter",
+    "PrefixReporter",
+    "RawReporter",
+    "TerminalReporter",
+    "make_reporter",
+    "result_record",
+]
+
 PROGRESS_MIN_HOSTS = 8  # a progress bar only for fan-outs longer than a handful of hosts
-
-
-class Reporter(Protocol):
-    def started(self, host: str, release: ResolvedRelease, spec: RunSpec) -> None: ...
-    def output(self, host: str, stream: Stream, data: bytes) -> None: ...
-    def notice(self, host: str, message: str) -> None: ...
-    def finished(self, result: HostResult) -> None: ...
-    def summary(self, results: Sequence[HostResult], status: int) -> None: ...
 
 
 def make_reporter(
@@ -42,6 +50,7 @@ def make_reporter(
     as_json: bool = False,
     quiet: bool = False,
     verbose: bool = False,
+    detach: bool = False,
 ) -> RawReporter | PrefixReporter | JsonReporter:
     """Raw for one host, prefixed lines for several, JSON Lines when asked."""
     if as_json:
@@ -49,69 +58,57 @@ def make_reporter(
     if len(hosts) == 1:
         return RawReporter(terminal, quiet=quiet, verbose=verbose)
     progress = len(hosts) > PROGRESS_MIN_HOSTS and terminal.is_tty("stderr") and not quiet
-    return PrefixReporter(terminal, hosts, quiet=quiet, progress=progress, verbose=verbose)
-
-
-def describe_start(host: str, release: ResolvedRelease, spec: RunSpec) -> str:
-    """What -v says before a run: where, which release, which interpreter, what command."""
-    revision = f" ({release.revision[:12]})" if release.revision else ""
-    extras = [f"lock {spec.lock}"] if spec.lock else []
-    if spec.timeout:
-        extras.append(f"timeout {format_duration(spec.timeout)}")
-    tail = f" [{', '.join(extras)}]" if extras else ""
-    return (
-        f"{host}: release {release.release_id}{revision} at {release.path}, "
-        f"{release.python}; run {spec.run_id}: {spec.display}{tail}"
+    return PrefixReporter(
+        terminal, hosts, quiet=quiet, progress=progress, verbose=verbose, detach=detach
     )
 
 
-def write_all(fd: int, data: bytes) -> None:
-    """Write every byte (os.write may write less than asked on pipes)."""
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view) :]
+def _said(result: HostResult) -> bool:
+    """Whether the result's error gets its own line (drift has its table, skipped its row)."""
+    return result.error is not None and not isinstance(result.error, DriftRefused | NotStarted)
 
 
-class Terminal:
-    """The process's streams, injectable for tests (httpie's Environment)."""
+class TerminalReporter:
+    """What every reporter does with the terminal itself: raw mode for a PTY run."""
 
-    def __init__(self, stdout: IO[bytes] | None = None, stderr: IO[bytes] | None = None) -> None:
-        self.stdout = stdout if stdout is not None else sys.stdout.buffer
-        self.stderr = stderr if stderr is not None else sys.stderr.buffer
+    def __init__(self, terminal: Terminal) -> None:
+        self.terminal = terminal
+        self.lock = threading.Lock()
+        self._raw: contextlib.ExitStack | None = None
 
-    def write(self, stream: Stream, data: bytes) -> None:
-        target = self.stdout if stream == "stdout" else self.stderr
-        try:
-            fd = target.fileno()
-        except (OSError, ValueError, AttributeError):
-            target.write(data)
-            target.flush()
+    def started(self, host: str, release: ResolvedRelease, spec: RunSpec) -> None:
+        """The run has a PTY and someone types on our terminal: keystrokes go raw."""
+        if not spec.pty or not self.terminal.is_tty("stdin"):
             return
-        target.flush()
-        write_all(fd, data)
+        with self.lock:
+            if self._raw is None:
+                self._raw = contextlib.ExitStack()
+                self._raw.enter_context(self.terminal.raw_mode())
 
-    def message(self, text: str) -> None:
-        self.write("stderr", f"oneoff: {text}\n".encode())
+    def close(self) -> None:
+        """The run is over: the terminal is ours again (called before the summary)."""
+        with self.lock:
+            raw, self._raw = self._raw, None
+        if raw is not None:
+            raw.close()
 
-    def is_tty(self, stream: Stream) -> bool:
-        target = self.stdout if stream == "stdout" else self.stderr
-        try:
-            return os.isatty(target.fileno())
-        except (OSError, ValueError, AttributeError):
-            return False
+    @property
+    def raw(self) -> bool:
+        return self._raw is not None
 
 
-class RawReporter:
+class RawReporter(TerminalReporter):
     """One host: the command's bytes pass through unchanged."""
 
     def __init__(self, terminal: Terminal, *, quiet: bool = False, verbose: bool = False) -> None:
-        self.terminal = terminal
+        super().__init__(terminal)
         self.quiet = quiet
         self.verbose = verbose and not quiet
 
     def started(self, host: str, release: ResolvedRelease, spec: RunSpec) -> None:
         if self.verbose:
-            self.terminal.message(describe_start(host, release, spec))
+            self.terminal.message(views.describe_start(host, release, spec))
+        super().started(host, release, spec)
 
     def output(self, host: str, stream: Stream, data: bytes) -> None:
         self.terminal.write(stream, data)
@@ -124,12 +121,16 @@ class RawReporter:
         pass
 
     def summary(self, results: Sequence[HostResult], status: int) -> None:
+        """The dry-run plan or the detached run's id on stdout; an error on stderr."""
+        shown = views.plans(results) + views.detached_ids(results)
+        if shown:
+            self.terminal.write("stdout", shown.encode())
         for result in results:
-            if result.error is not None and not isinstance(result.error, DriftRefused | NotStarted):
+            if _said(result):
                 self.terminal.message(str(result.error))
 
 
-class PrefixReporter:
+class PrefixReporter(TerminalReporter):
     """Several hosts: whole lines, each prefixed ``[host]``, never two hosts in one line.
 
     On a terminal, long fan-outs get a progress line on stderr, cleared before each
@@ -144,15 +145,16 @@ class PrefixReporter:
         quiet: bool = False,
         progress: bool = False,
         verbose: bool = False,
+        detach: bool = False,
     ) -> None:
-        self.terminal = terminal
+        super().__init__(terminal)
         self.quiet = quiet
         self.verbose = verbose and not quiet
+        self.detach = detach
         width = max((len(h) for h in hosts), default=0)
-        colour = terminal.is_tty("stdout") and "NO_COLOR" not in os.environ
+        colour = terminal.colour
         self.prefix = {h: _prefix(h, width, i if colour else None) for i, h in enumerate(hosts)}
         self.partial: dict[tuple[str, Stream], bytes] = {}
-        self.lock = threading.Lock()
         self.total = len(hosts)
         self.done = 0
         self.failed = 0
@@ -161,16 +163,20 @@ class PrefixReporter:
 
     def started(self, host: str, release: ResolvedRelease, spec: RunSpec) -> None:
         if self.verbose:
-            self._write("stderr", f"oneoff: {describe_start(host, release, spec)}\n".encode())
+            self._write("stderr", f"oneoff: {views.describe_start(host, release, spec)}\n".encode())
+        super().started(host, release, spec)
 
     def _write(self, stream: Stream, block: bytes) -> None:
         """Write under the lock, keeping the progress line out of the way."""
         with self.lock:
-            if self.bar_shown:
-                self.terminal.write("stderr", b"\r\x1b[K")
-                self.bar_shown = False
+            self._clear_bar()
             self.terminal.write(stream, block)
             self._draw_bar()
+
+    def _clear_bar(self) -> None:
+        if self.bar_shown:
+            self.terminal.write("stderr", b"\r\x1b[K")
+            self.bar_shown = False
 
     def _draw_bar(self) -> None:
         if not self.progress or self.done >= self.total:
@@ -183,6 +189,9 @@ class PrefixReporter:
         self.terminal.write("stderr", ("\r\x1b[K" + line).encode())
         self.bar_shown = True
 
+    def _label(self, host: str) -> bytes:
+        return self.prefix.get(host, f"[{host}] ".encode())
+
     def output(self, host: str, stream: Stream, data: bytes) -> None:
         key = (host, stream)
         text = self.partial.pop(key, b"") + data
@@ -190,17 +199,17 @@ class PrefixReporter:
         if rest:
             self.partial[key] = rest
         if lines or text.endswith(b"\n"):
-            prefix = self.prefix.get(host, f"[{host}] ".encode())
+            prefix = self._label(host)
             block = b"".join(prefix + line + b"\n" for line in (lines + b"\n").split(b"\n")[:-1])
             self._write(stream, block)
 
     def flush_partial(self, host: str) -> None:
-        prefix = self.prefix.get(host, f"[{host}] ".encode())
+        """A host's last line without its newline, once the host is done."""
         for stream in ("stdout", "stderr"):
             key: tuple[str, Stream] = (host, stream)
             rest = self.partial.pop(key, b"")
             if rest:
-                self._write(key[1], prefix + rest + b"\n")
+                self._write(key[1], self._label(host) + rest + b"\n")
 
     def notice(self, host: str, message: str) -> None:
         if not self.quiet:
@@ -211,24 +220,28 @@ class PrefixReporter:
         with self.lock:
             self.done += 1
             self.failed += 0 if result.ok else 1
-        if result.error is not None and not isinstance(result.error, DriftRefused | NotStarted):
+        if _said(result):
             self._write("stderr", f"oneoff: {result.error}\n".encode())
         else:
             with self.lock:
                 self._draw_bar()
 
     def summary(self, results: Sequence[HostResult], status: int) -> None:
-        with self.lock:
-            if self.bar_shown:
-                self.terminal.write("stderr", b"\r\x1b[K")
-                self.bar_shown = False
-        if self.quiet or all(r.plan is not None for r in results):
-            return
-        from oneoff.client.fleet import summary_counts
+        """Plans or run ids on stdout; else the table and the count line on stderr.
 
-        counts = summary_counts(results)
-        said = ", ".join(f"{n} {k.replace('_', ' ')}" for k, n in counts.items() if n)
-        text = summary_table(results) + f"\n{len(results)} hosts: {said}\n"
+        No table for a run the drift check refused (its error is the table of who is on
+        what), nor for a dry run or a detached start, nor with ``-q``.
+        """
+        with self.lock:
+            self._clear_bar()
+        shown = views.plans(results) + views.detached_ids(results)
+        if shown:
+            self.terminal.write("stdout", shown.encode())
+        refused = any(isinstance(r.error, DriftRefused) for r in results)
+        if self.quiet or self.detach or refused or all(r.plan is not None for r in results):
+            return
+        text = views.summary_table(results) + "\n"
+        text += views.count_line(results, summary_counts(results)) + "\n"
         self.terminal.write("stderr", text.encode())
 
 
@@ -239,12 +252,8 @@ def _prefix(host: str, width: int, colour: int | None) -> bytes:
     return (label + " ").encode()
 
 
-class JsonReporter:
-    """JSON Lines on stdout only: start, output, exit, then a summary from the CLI."""
-
-    def __init__(self, terminal: Terminal) -> None:
-        self.terminal = terminal
-        self.lock = threading.Lock()
+class JsonReporter(TerminalReporter):
+    """JSON Lines on stdout only: start, output, exit, then the summary."""
 
     def emit(self, record: dict[str, Any]) -> None:
         record.setdefault("time", round(time.time(), 3))
@@ -263,6 +272,7 @@ class JsonReporter:
                 "command": spec.display,
             }
         )
+        super().started(host, release, spec)
 
     def output(self, host: str, stream: Stream, data: bytes) -> None:
         record: dict[str, Any] = {"event": "output", "host": host, "stream": stream}
@@ -281,8 +291,6 @@ class JsonReporter:
         self.emit(result_record(result))
 
     def summary(self, results: Sequence[HostResult], status: int) -> None:
-        from oneoff.client.fleet import summary_counts
-
         self.emit(
             {
                 "event": "summary",
@@ -294,6 +302,7 @@ class JsonReporter:
 
 
 def result_record(result: HostResult) -> dict[str, Any]:
+    """A host's ``exit`` event (and its row in the summary's ``hosts``)."""
     record: dict[str, Any] = {
         "event": "exit",
         "host": result.host,
@@ -311,14 +320,3 @@ def result_record(result: HostResult) -> dict[str, Any]:
     if result.plan is not None:
         record["plan"] = dict(result.plan)
     return record
-
-
-def summary_table(results: Sequence[HostResult]) -> str:
-    """Host, release, outcome, duration: one aligned row per host."""
-    rows = [("HOST", "RELEASE", "RESULT", "DURATION")]
-    for r in results:
-        rows.append((r.host, r.release_id or "-", r.describe(), format_duration(r.duration)))
-    widths = [max(len(row[i]) for row in rows) for i in range(4)]
-    return "\n".join(
-        "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in rows
-    )

@@ -1,24 +1,26 @@
-"""The probe: one POSIX ``sh`` script that resolves and pins a host's release.
+"""The probe: what it asks (ProbeRequest) and its answer parsed (ResolvedRelease).
 
-It assumes nothing about the host but ``sh`` and coreutils-like tools: it resolves
-``current`` (or a pinned ``--release``) to a physical path, checks it lies inside
-the app root, finds the venv interpreter, checks each env file, and prints the
-release's task files. Its output is ``key=value`` lines, files as
-``file=NAME SIZE`` followed by exactly SIZE bytes, and a closing marker. In a run,
-the same script then ``exec``s the venv's Python with the agent's BOOT, so probe and
-run cost one exec on one connection, and the run uses the path the probe pinned,
-never ``current`` again.
+The script is :func:`oneoff.scripts.probe_script`, one POSIX ``sh`` script that assumes
+nothing about the host but ``sh`` and coreutils-like tools: it resolves ``current``
+(or a pinned ``--release``) to a physical path, checks it lies inside the app root,
+finds the venv interpreter, checks each env file, and prints the release's task files.
+Its output is ``key=value`` lines (``key:SIZE``, SIZE bytes and a newline for a value
+that holds a newline), files as ``file=NAME SIZE`` followed by exactly SIZE bytes, and
+a closing marker. In a run, the same script then ``exec``s the venv's Python with the
+agent's BOOT, so probe and run cost one exec on one connection, and the run uses the
+path the probe pinned, never ``current`` again.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Literal
 
+from oneoff import scripts
 from oneoff.errors import AgentError, ReleaseError, UsageError
-from oneoff.scripts import quote
 
-END_MARKER = b"--oneoff-probe-end--\n"
+END_MARKER = scripts.PROBE_END.encode() + b"\n"
 TASK_FILES = ("pyproject.toml", "Procfile")
 # Flask-Migrate's `flask db init` writes migrations/alembic.ini: a bare migrations/ folder
 # could belong to any tool, so that file is the marker.
@@ -58,99 +60,19 @@ class ResolvedRelease:
     releases: tuple[str, ...] = ()
 
 
-_PROBE = r"""
-say() { printf '%s=%s\n' "$1" "$2"; }
-fail() { say error "$1"; say path "$2"; [ $# -gt 2 ] && say detail "$3"; printf '%s\n' "$END"; exit 0; }
-emit() { [ -f "$2" ] && [ -r "$2" ] || return 0
-  n=$(wc -c < "$2" | tr -d ' ')
-  if [ "$n" -gt MAX_TASK_FILE ]; then say too_big "$1"; return 0; fi
-  printf 'file=%s %s\n' "$1" "$n"; head -c "$n" "$2"; }
-list_releases() { [ -d "$root/releases" ] && ls -1t "$root/releases" 2>/dev/null | while IFS= read -r r; do [ -d "$root/releases/$r" ] && say releases "$r"; done; }
-END=--oneoff-probe-end--
-[ -e "$app" ] || fail app_root_missing "$app"
-[ -d "$app" ] || fail app_root_not_dir "$app"
-root=$(cd -P -- "$app" 2>/dev/null && pwd -P) || fail app_root_unreadable "$app"
-say app_root "$root"
-case $cur in /*) ;; *) cur=$root/$cur ;; esac
-if [ -n "$rid" ]; then
-  case $rid in */*|.|..) fail release_bad_id "$rid" ;; esac
-  rel=$root/releases/$rid
-  [ -d "$rel" ] || { list_releases; fail release_unknown "$rid" "$root/releases"; }
-  rel=$(cd -P -- "$rel" && pwd -P) || fail release_unreadable "$rel"
-else
-  if [ -L "$cur" ] && [ ! -e "$cur" ]; then fail current_dangling "$cur" "$(readlink "$cur" 2>/dev/null)"; fi
-  [ -e "$cur" ] || fail current_missing "$cur"
-  [ -d "$cur" ] || fail current_not_dir "$cur"
-  rel=$(cd -P -- "$cur" 2>/dev/null && pwd -P) || fail current_unreadable "$cur"
-fi
-case $rel in "$root"/?*) ;; *) fail release_outside "$cur" "$rel" ;; esac
-if [ -n "$venv" ]; then
-  case $venv in /*) ;; *) venv=$rel/$venv ;; esac
-else
-  for v in .venv venv; do
-    if [ -x "$rel/$v/bin/python" ] || [ -L "$rel/$v/bin/python" ]; then venv=$rel/$v; break; fi
-  done
-  [ -n "$venv" ] || fail venv_not_found "$rel" "$rel/.venv/bin/python, $rel/venv/bin/python"
-fi
-py=$venv/bin/python
-if [ -L "$py" ] && [ ! -e "$py" ]; then fail venv_broken "$py" "$(readlink "$py" 2>/dev/null)"; fi
-[ -x "$py" ] || fail venv_missing "$py"
-for f in ENV_FILES; do
-  case $f in /*) p=$f ;; *) p=$rel/$f ;; esac
-  if [ -L "$p" ] && [ ! -e "$p" ]; then fail env_dangling "$p" "$(readlink "$p" 2>/dev/null)"; fi
-  [ -e "$p" ] || fail env_missing "$p"
-  [ -f "$p" ] || fail env_not_file "$p"
-  [ -r "$p" ] || fail env_unreadable "$p"
-  say env_file "$p"
-done
-say release "$rel"
-say release_id "${rel##*/}"
-say venv "$venv"
-say python "$py"
-if [ -f "$rel/REVISION" ]; then say revision "$(head -n 1 "$rel/REVISION")"
-elif [ -f "$rel/.git/HEAD" ]; then
-  h=$(head -n 1 "$rel/.git/HEAD")
-  case $h in "ref: "*)
-    ref=${h#ref: }
-    if [ -f "$rel/.git/$ref" ]; then h=$(head -n 1 "$rel/.git/$ref")
-    else h=$(awk -v r="$ref" '$2 == r { print $1; exit }' "$rel/.git/packed-refs" 2>/dev/null); fi ;;
-  esac
-  say revision "$h"
-fi
-say deployed_at "$(stat -c %Y "$rel" 2>/dev/null || stat -f %m "$rel" 2>/dev/null)"
-[ -f "$venv/pyvenv.cfg" ] && say python_version "$(sed -n 's/^version[_info]* *= *//p' "$venv/pyvenv.cfg" | head -n 1)"
-for m in MARKERS; do
-  case $m in bin/*) t=$venv/$m ;; *) t=$rel/$m ;; esac
-  [ -e "$t" ] && say marker "$m"
-done
-for f in TASK_FILES; do emit "$f" "$rel/$f"; done
-[ "$mode" = probe ] && list_releases
-printf '%s\n' "$END"
-"""
-
-
 def probe_script(request: ProbeRequest, mode: ProbeMode, boot: str = "") -> str:
-    """Build the probe (and, for a run, the exec of the agent) as one POSIX sh script."""
-    assignments = {
-        "app": request.app_root,
-        "cur": request.current,
-        "rid": request.release_id or "",
-        "venv": request.venv or "",
-        "mode": mode,
-    }
-    head = "".join(f"{name}={quote(value)}\n" for name, value in assignments.items())
-    body = (
-        _PROBE.replace("MAX_TASK_FILE", str(MAX_TASK_FILE))
-        .replace("ENV_FILES", " ".join(quote(path) for path in request.env_files) or "''")
-        .replace("MARKERS", " ".join(MARKERS))
-        .replace("TASK_FILES", " ".join(TASK_FILES))
+    """The probe for *request* (and, for a run, the exec of the agent with *boot*) as sh."""
+    return scripts.probe_script(
+        app_root=request.app_root,
+        current=request.current,
+        release_id=request.release_id or "",
+        venv=request.venv or "",
+        env_files=request.env_files,
+        markers=MARKERS,
+        task_files=TASK_FILES,
+        max_file=MAX_TASK_FILE,
+        boot=boot if mode == "run" else None,
     )
-    script = "set -u\n" + head + body
-    if mode == "run":
-        # -I -S: the agent's own interpreter ignores PYTHONPATH/PYTHONHOME and the venv's
-        # site-packages (.pth files run code); the command still gets the full environment
-        script += f'cd -- "$rel" || exit 97\nexec "$py" -I -S -c {quote(boot)}\n'
-    return script
 
 
 _MESSAGES = {
@@ -202,20 +124,11 @@ def parse_probe(host: str, data: bytes) -> ResolvedRelease:
     """Turn the probe's output into a ResolvedRelease, or raise ReleaseError naming host and path."""
     fields: dict[str, list[str]] = {}
     files: dict[str, bytes] = {}
-    pos = 0
-    while pos < len(data):
-        end = data.find(b"\n", pos)
-        if end < 0:
-            break
-        line = data[pos:end].decode("utf-8", "replace")
-        pos = end + 1
-        key, _, value = line.partition("=")
-        if key == "file":
-            name, _, size = value.rpartition(" ")
-            files[name] = data[pos : pos + int(size)]
-            pos += int(size)
-            continue
-        fields.setdefault(key, []).append(value)
+    for kind, key, value in _scan(data)[0]:
+        if kind == "file":
+            files[key] = value
+        else:
+            fields.setdefault(key, []).append(value.decode("utf-8", "replace"))
 
     def one(key: str) -> str | None:
         values = fields.get(key)
@@ -251,23 +164,52 @@ def parse_probe(host: str, data: bytes) -> ResolvedRelease:
     )
 
 
+_FRAMED = re.compile(rb"(?P<key>[a-z_]+):(?P<size>\d+)")
+_Record = tuple[Literal["field", "file"], str, bytes]
+
+
+def _scan(data: bytes) -> tuple[list[_Record], int | None]:
+    """The probe's records in *data*, and where the end marker starts (None until it has come).
+
+    A record is a ``key=value`` line, a ``key:SIZE`` line followed by SIZE bytes and a
+    newline (a value holding a newline), or a ``file=NAME SIZE`` line followed by SIZE
+    bytes. Stops at a record that is still incomplete.
+    """
+    records: list[_Record] = []
+    pos = 0
+    while (end := data.find(b"\n", pos)) >= 0:
+        line = data[pos:end]
+        if line + b"\n" == END_MARKER:
+            return records, pos
+        body = end + 1
+        key, sep, value = line.partition(b"=")
+        framed = None if sep else _FRAMED.fullmatch(line)
+        if sep and key == b"file":
+            name, _, size = value.rpartition(b" ")
+            stop = body + int(size)
+            if len(data) < stop:
+                break
+            records.append(("file", name.decode("utf-8", "replace"), data[body:stop]))
+            pos = stop
+        elif framed:
+            stop = body + int(framed["size"])
+            if len(data) < stop + 1:
+                break
+            records.append(("field", framed["key"].decode(), data[body:stop]))
+            pos = stop + 1
+        else:
+            records.append(("field", key.decode("utf-8", "replace"), value))
+            pos = body
+    return records, None
+
+
 def split_probe_output(buffer: bytes) -> tuple[bytes, bytes] | None:
     """Split probe output from what follows it (agent frames); None until the marker arrives.
 
-    The marker is searched only at line starts outside file bodies, so a task file
-    that happens to contain it cannot end the probe early.
+    The marker is searched only at line starts outside file bodies and framed values, so a
+    task file or a value that happens to contain it cannot end the probe early.
     """
-    pos = 0
-    while True:
-        end = buffer.find(b"\n", pos)
-        if end < 0:
-            return None
-        line = buffer[pos : end + 1]
-        if line == END_MARKER:
-            return buffer[:pos], buffer[end + 1 :]
-        pos = end + 1
-        if line.startswith(b"file="):
-            size = int(line.rstrip(b"\n").rpartition(b" ")[2])
-            if len(buffer) < pos + size:
-                return None
-            pos += size
+    marker = _scan(buffer)[1]
+    if marker is None:
+        return None
+    return buffer[:marker], buffer[marker + len(END_MARKER) :]

@@ -13,9 +13,9 @@ from typing import TYPE_CHECKING, Literal
 
 from oneoff.errors import UsageError
 from oneoff.plan.probe import ProbeRequest, ResolvedRelease
-from oneoff.plan.tasks import Task, definitions, release_tasks, task_lines
+from oneoff.plan.tasks import definitions, release_tasks, task_lines
 from oneoff.scripts import render
-from oneoff.values import Masked, Mode, RunSpec
+from oneoff.values import Masked, Mode, RunSpec, Task
 
 if TYPE_CHECKING:
     from oneoff.config.model import HostSettings

@@ -7,38 +7,16 @@ import shlex
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING
 
 from oneoff.scripts import render
+from oneoff.values import Task
 
 if TYPE_CHECKING:
     from oneoff.plan.probe import ResolvedRelease
 
-RunPolicy = Literal["once", "each"]
 _TASK_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]*")
 _LOCK_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
-
-
-@dataclass(frozen=True)
-class Task:
-    """One named admin command, e.g. ``migrate`` -> ``python manage.py migrate --noinput``.
-
-    ``source`` says where it was defined (``inventory.yaml:42``, ``pyproject.toml:7``,
-    ``Procfile:2``, ``preset: django``) so ``oneoff tasks`` can show it and collisions
-    can be explained.
-    """
-
-    name: str
-    command: tuple[str, ...]
-    source: str
-    run: RunPolicy = "once"
-    lock: str | None = None
-    timeout: float | None = None
-    tty: bool | None = None
-    description: str | None = None
-    shell: bool = False
-    """The command is a shell line (a Procfile's) run as ``sh -c``: it takes no ARGS, since
-    appending them to a line such as ``a && b`` would reach only ``b``."""
 
 
 @dataclass(frozen=True)
@@ -62,7 +40,27 @@ class ReleaseTasks:
 _RUN_POLICIES = ("once", "each")
 
 
+_PARSED: dict[int, tuple[ResolvedRelease, ReleaseTasks]] = {}
+_PARSED_KEPT = 4096
+
+
 def release_tasks(release: ResolvedRelease) -> ReleaseTasks:
+    """The tasks a release brings, parsed once per probed release.
+
+    Host selection, spec building and the task-file warning all ask; a ResolvedRelease
+    is one probe's answer (immutable), so its parse is kept by identity for this process.
+    """
+    kept = _PARSED.get(id(release))
+    if kept is not None and kept[0] is release:
+        return kept[1]
+    found = _parse_release_tasks(release)
+    if len(_PARSED) >= _PARSED_KEPT:  # a long-lived API process probes without end
+        _PARSED.clear()
+    _PARSED[id(release)] = (release, found)
+    return found
+
+
+def _parse_release_tasks(release: ResolvedRelease) -> ReleaseTasks:
     """Read ``[tool.oneoff.tasks]`` and the ``Procfile`` the probe brought back, and the presets."""
     problems: list[str] = []
     procfile = release.files.get("Procfile")

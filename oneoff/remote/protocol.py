@@ -1,6 +1,6 @@
 # The wire protocol between oneoff and its agent. Standard library only, Python >= 3.8:
-# it is shipped inline with the agent (see oneoff.client.session.agent_source) and imported on
-# the client, which needs only these few names, not the agent's process machinery.
+# it is shipped inline with the agent (see oneoff.remote.source) and imported on the
+# client, which needs only these few names, not the agent's process machinery.
 import json
 import struct
 from typing import Any, List, Tuple

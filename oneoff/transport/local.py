@@ -14,6 +14,8 @@ import subprocess
 import threading
 from typing import IO
 
+from oneoff.scripts import sh_argv
+
 STDERR_TAIL = 8192
 
 
@@ -22,7 +24,7 @@ class LocalProcess:
 
     def __init__(self, script: str) -> None:
         self._proc = subprocess.Popen(
-            ["/bin/sh", "-c", script],
+            sh_argv(script),
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,

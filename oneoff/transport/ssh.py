@@ -23,8 +23,8 @@ from typing import TYPE_CHECKING, Any
 import paramiko
 from fabric import Config, Connection
 
-from oneoff.errors import ConnectError, HostKeyError
-from oneoff.scripts import quote
+from oneoff.errors import AuthFailed, ConnectError, ConnectTimeout, HostKeyError, KeyLocked
+from oneoff.scripts import quote, sh_exec
 from oneoff.transport.knownhosts import KnownHosts, append_known_host, host_key_name
 
 if TYPE_CHECKING:
@@ -219,13 +219,13 @@ class SshTransport:
             conn.close()
             raise
         except paramiko.PasswordRequiredException as exc:
-            raise ConnectError(
+            raise KeyLocked(
                 f"the key file is passphrase-protected ({exc})",
                 host=self.host,
                 hint="load it into ssh-agent (ssh-add); oneoff never prompts",
             ) from exc
         except paramiko.AuthenticationException as exc:
-            raise ConnectError(
+            raise AuthFailed(
                 f"authentication failed for {self.target}",
                 host=self.host,
                 hint=self._auth_hint(),
@@ -263,7 +263,7 @@ class SshTransport:
                 f"cannot resolve host name {host!r}", host=self.host, hint="check hostname"
             )
         if isinstance(exc, TimeoutError):
-            return ConnectError(
+            return ConnectTimeout(
                 f"connection to {where} timed out after {self.settings.connect_timeout:g}s",
                 host=self.host,
                 hint="is the host up and reachable? raise connect_timeout for a slow link",
@@ -285,7 +285,7 @@ class SshTransport:
         try:
             channel = transport.open_session(window_size=WINDOW_SIZE)
             # The login shell may not be POSIX (fish, tcsh): hand the script to sh.
-            channel.exec_command(f"exec /bin/sh -c {quote(script)}")
+            channel.exec_command(sh_exec(script))
         except paramiko.SSHException as exc:
             raise ConnectError(f"cannot start a session: {exc}", host=self.host) from exc
         return SshProcess(channel)
