@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 if TYPE_CHECKING:
     from oneoff.client.connections import Connections
@@ -27,6 +28,9 @@ def open_inventory(source: InventorySource) -> Inventory:
 
     explicit = str(source) if source is not None else None
     return load_inventory(find_inventory(explicit, os.environ, Path.cwd(), Path.home()))
+
+
+Found = TypeVar("Found")
 
 
 @dataclass(frozen=True)
@@ -60,6 +64,21 @@ class Access:
             lambda host: inventory.settings(host, overrides),
             accept_new_host_keys=self.accept_new_host_keys,
         )
+
+    def each_host(
+        self,
+        inventory: Inventory,
+        hosts: Sequence[str],
+        one: Callable[[Connections, HostSettings], Found],
+    ) -> list[Found]:
+        """*one* on every host, ``parallel`` at a time, one connection each, in host order."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        with (
+            self.connections(inventory) as pool,
+            ThreadPoolExecutor(max_workers=max(1, min(self.parallel, len(hosts)))) as workers,
+        ):
+            return list(workers.map(lambda host: one(pool, self.settings(inventory, host)), hosts))
 
 
 DEFAULT_ACCESS = Access()

@@ -165,22 +165,11 @@ def audit(
     access: Access = DEFAULT_ACCESS,
 ) -> Listing:
     """Each host's audit trail, one record per run, oldest first; *since* in seconds."""
-    from concurrent.futures import ThreadPoolExecutor
-
     from oneoff.client import journal as trail
 
     inv = open_inventory(inventory)
     hosts = inv.select(targets)
-
-    with (
-        access.connections(inv) as pool,
-        ThreadPoolExecutor(max_workers=min(access.parallel, len(hosts))) as workers,
-    ):
-
-        def read(host: str) -> list[dict[str, Any]] | OneoffError:
-            return _read_trail(pool, access.settings(inv, host))
-
-        found = list(workers.map(read, hosts))
+    found = access.each_host(inv, hosts, _read_trail)
     errors = [got for got in found if isinstance(got, OneoffError)]
     rows = [
         row

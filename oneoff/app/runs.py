@@ -102,20 +102,9 @@ def ps(
     inventory: InventorySource, targets: Sequence[str], *, access: Access = DEFAULT_ACCESS
 ) -> Listing:
     """Every detached run on the target's hosts, newest first per host."""
-    from concurrent.futures import ThreadPoolExecutor
-
     inv = open_inventory(inventory)
     hosts = inv.select(targets)
-
-    with (
-        access.connections(inv) as pool,
-        ThreadPoolExecutor(max_workers=min(access.parallel, len(hosts))) as workers,
-    ):
-
-        def one(host: str) -> list[dict[str, Any]] | OneoffError:
-            return _ps_one(pool, access.settings(inv, host))
-
-        found = list(workers.map(one, hosts))
+    found = access.each_host(inv, hosts, _ps_one)
     errors = [str(got) for got in found if isinstance(got, OneoffError)]
     records = [r for got in found if not isinstance(got, OneoffError) for r in got]
     return Listing(records, errors, ExitStatus.CANNOT_RUN if errors else ExitStatus.OK)
