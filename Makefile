@@ -15,7 +15,8 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/python demo/demo.py
 
-test: lint architecture typecheck docs pytest
+# System packages first (test-deps), then every check.
+test: test-deps lint architecture typecheck docs pytest
 
 # System packages the tests need (openssh-server, tmux, iproute2, ...); needs root or sudo.
 test-deps:
